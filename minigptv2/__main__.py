@@ -1,0 +1,3 @@
+from minigptv2.cli import main
+
+raise SystemExit(main())

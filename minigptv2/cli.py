@@ -1,0 +1,63 @@
+"""The ``minigptv2`` command: one entry point, subcommands from one table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from minigptv2.errors import MiniGPTv2Error
+
+
+def _info_arguments(parser: argparse.ArgumentParser) -> None:
+    from minigptv2.config import PRESETS
+
+    parser.add_argument("--preset", default="minigptv2-7b", choices=sorted(PRESETS))
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Parameter counts per component, computed from the model built on the meta device."""
+    from minigptv2.config import get_preset
+    from minigptv2.model.summary import component_summary
+
+    config = get_preset(args.preset)
+    summary = component_summary(config)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{args.preset}: {config.num_image_tokens} image tokens, dtype {config.dtype}")
+    print(f"{'component':<16}{'parameters':>16}  trainable")
+    for name, row in summary.items():
+        print(f"{name:<16}{row['params']:>16,}  {row['trainable']}")
+    return 0
+
+
+Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+COMMANDS: dict[str, Command] = {
+    "info": (_info_arguments, _info),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minigptv2", description="MiniGPT-v2 in PyTorch")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (add_arguments, run) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=(run.__doc__ or "").split("\n")[0])
+        add_arguments(subparser)
+        subparser.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MiniGPTv2Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""Typed configuration for MiniGPT-v2 and its named presets.
+
+Every number in ``minigptv2-7b`` comes from the released model (spec §1, §11): EVA-CLIP ViT-g/14
+with its last block dropped at 448 px, a 4-token merge, LLaMA-2-7B-chat and LoRA r=64/alpha=16 on
+q/v. ``tiny`` has the same structure at toy sizes, for tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from minigptv2.constants import TOKENS_MERGED
+from minigptv2.errors import ConfigError
+
+DTYPES = ("float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Shape of the EVA ViT. The defaults are MiniGPT-v2's encoder (spec §1.2).
+
+    Attributes:
+        image_size: side of the square input image in pixels (MiniGPT-v2: 448).
+        patch_size: side of a square patch in pixels (14), so a 448 image is a 32x32 grid.
+        width: token embedding dimension (1408).
+        depth: number of transformer blocks. 39 = EVA-CLIP-g's 40 blocks with the last dropped
+            (BLIP-2 convention); the checkpoint's ``blocks.39.*`` are deliberately not loaded.
+        num_heads: attention heads (16), giving head dim 1408 / 16 = 88 and scale 88**-0.5.
+        mlp_hidden: MLP hidden size, ``int(1408 * 4.3637) = 6144`` in the reference code.
+        norm_eps: epsilon of the LayerNorms inside the blocks (1e-6).
+        pretrain_image_size: image size the checkpoint was trained at (224), i.e. the
+            16x16 grid of ``eva_vit_g.pth``'s ``pos_embed`` that must be resampled on loading.
+    """
+
+    image_size: int = 448
+    patch_size: int = 14
+    width: int = 1408
+    depth: int = 39
+    num_heads: int = 16
+    mlp_hidden: int = 6144
+    norm_eps: float = 1e-6
+    pretrain_image_size: int = 224
+
+    def __post_init__(self) -> None:
+        for name in (
+            "image_size",
+            "patch_size",
+            "width",
+            "depth",
+            "num_heads",
+            "mlp_hidden",
+            "pretrain_image_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"VisionConfig.{name} must be a positive integer, got {value!r}")
+        if not self.norm_eps > 0:
+            raise ConfigError(f"VisionConfig.norm_eps must be positive, got {self.norm_eps!r}")
+        for name in ("image_size", "pretrain_image_size"):
+            size = getattr(self, name)
+            if size % self.patch_size:
+                raise ConfigError(
+                    f"VisionConfig.{name}={size} is not divisible by patch_size={self.patch_size}:"
+                    f" choose a multiple of {self.patch_size} (MiniGPT-v2 uses 448 and 224)"
+                )
+        if self.width % self.num_heads:
+            raise ConfigError(
+                f"VisionConfig.width={self.width} is not divisible by num_heads={self.num_heads}:"
+                " the head dimension must be an integer (MiniGPT-v2: 1408 / 16 = 88)"
+            )
+
+    @property
+    def grid_size(self) -> int:
+        """Patches per image side (448 // 14 = 32)."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens per image (32 * 32 = 1024); the sequence adds one CLS token."""
+        return self.grid_size**2
+
+    @property
+    def head_dim(self) -> int:
+        """Per-head dimension (1408 // 16 = 88)."""
+        return self.width // self.num_heads
+
+    @property
+    def pretrain_grid_size(self) -> int:
+        """Grid side of the checkpoint's position embedding (224 // 14 = 16)."""
+        return self.pretrain_image_size // self.patch_size
+
+
+@dataclass(frozen=True)
+class LanguageConfig:
+    """A LLaMA decoder (built with ``transformers.LlamaForCausalLM``); defaults are LLaMA-2-7B."""
+
+    vocab_size: int = 32000
+    hidden_size: int = 4096
+    num_layers: int = 32
+    num_heads: int = 32
+    intermediate_size: int = 11008
+    rms_norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"language hidden_size {self.hidden_size} is not divisible by num_heads "
+                f"{self.num_heads}; pick a head count that divides it"
+            )
+        _require_positive(self, "vocab_size", "hidden_size", "num_layers", "intermediate_size")
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA on the language model's attention (peft). MiniGPT-v2 fixes these four values."""
+
+    rank: int = 64
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "rank", "alpha")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.rank
+
+
+@dataclass(frozen=True)
+class Trainable:
+    """Which components receive gradients: the one place that decides it (spec §1.9).
+
+    MiniGPT-v2 trains the projector and LoRA in all three stages. A model trained from scratch
+    (Shapes) also trains the vision encoder and the whole language model.
+    """
+
+    vision: bool = False
+    projector: bool = True
+    lora: bool = True
+    language_model: bool = False
+
+
+@dataclass(frozen=True)
+class MiniGPTv2Config:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+    lora: LoRAConfig | None = field(default_factory=LoRAConfig)
+    trainable: Trainable = field(default_factory=Trainable)
+    # ``ln_vision``: a LayerNorm after the ViT with default eps; the reference never loads weights
+    # into it, so with released checkpoints it stays at weight 1, bias 0 (spec §1.4, §10.4).
+    vision_norm_eps: float = 1e-5
+    tokens_merged: int = TOKENS_MERGED
+    # Longest prompt side (image tokens included) and longest answer side, in tokens (spec §1.10).
+    max_context_len: int = 3800
+    max_txt_len: int = 1024
+    # dtype of the frozen weights. fp16 is not offered: on CPU it runs at about 1 GFLOP/s.
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.vision.num_patches % self.tokens_merged:
+            raise ConfigError(
+                f"{self.vision.num_patches} patches cannot be merged {self.tokens_merged} at a "
+                "time; choose an image size whose patch count is a multiple of tokens_merged"
+            )
+        if self.dtype not in DTYPES:
+            hint = " (fp16 matmuls run at ~1 GFLOP/s on CPU)" if "16" in self.dtype else ""
+            raise ConfigError(f"dtype {self.dtype!r} is not supported{hint}; use one of {DTYPES}")
+        if self.lora is None and self.trainable.lora:
+            raise ConfigError("trainable.lora is set but lora is None; set trainable.lora=False")
+        if self.num_image_tokens >= self.max_context_len:
+            raise ConfigError(
+                f"max_context_len {self.max_context_len} leaves no room beside "
+                f"{self.num_image_tokens} image tokens; raise it"
+            )
+
+    @property
+    def num_image_tokens(self) -> int:
+        """Language-model positions per image: 1024 patches / 4 = 256 for the real model."""
+        return self.vision.num_patches // self.tokens_merged
+
+    @property
+    def projector_in_features(self) -> int:
+        return self.vision.width * self.tokens_merged
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MiniGPTv2Config:
+        """Inverse of ``to_dict``; unknown keys are an error, so a typo in config.json shows."""
+        data = dict(data)
+        try:
+            lora = data.pop("lora", {})
+            lora = None if lora is None else LoRAConfig(**_tuples(lora))
+            return cls(
+                vision=VisionConfig(**data.pop("vision", {})),
+                language=LanguageConfig(**data.pop("language", {})),
+                lora=lora,
+                trainable=Trainable(**data.pop("trainable", {})),
+                **data,
+            )
+        except TypeError as error:
+            raise ConfigError(f"invalid model config: {error}") from None
+
+    def replace(self, **changes: Any) -> MiniGPTv2Config:
+        return dataclasses.replace(self, **changes)
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    # JSON turns tuples into lists; frozen dataclasses should hold tuples again.
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in data.items()}
+
+
+def _require_positive(config: object, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value <= 0:
+            raise ConfigError(f"{type(config).__name__}.{name} must be positive, got {value}")
+
+
+PRESETS: dict[str, MiniGPTv2Config] = {
+    # The released MiniGPT-v2: EVA ViT-g/14 (39 of 40 blocks) at 448 px, LLaMA-2-7B-chat, LoRA q/v.
+    "minigptv2-7b": MiniGPTv2Config(),
+    # Same structure at toy sizes: 2 ViT blocks, 2 LLaMA layers, 112 px -> 64 patches -> 16 tokens.
+    "tiny": MiniGPTv2Config(
+        vision=VisionConfig(
+            image_size=112,
+            patch_size=14,
+            width=32,
+            depth=2,
+            num_heads=4,
+            mlp_hidden=64,
+            pretrain_image_size=56,
+        ),
+        language=LanguageConfig(
+            vocab_size=512,
+            hidden_size=64,
+            num_layers=2,
+            num_heads=4,
+            intermediate_size=128,
+            max_position_embeddings=256,
+        ),
+        lora=LoRAConfig(rank=8, alpha=16),
+        max_context_len=192,
+        max_txt_len=64,
+    ),
+}
+
+
+def get_preset(name: str) -> MiniGPTv2Config:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None

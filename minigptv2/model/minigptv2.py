@@ -1,0 +1,162 @@
+"""MiniGPT-v2: image -> EVA ViT -> ln_vision -> drop CLS -> 4-token merge -> linear -> LLaMA.
+
+The data flow of spec §1.1.
+
+Tensors only. Prompts become ids in ``processor.py``; each image contributes ``num_image_tokens``
+positions whose id is ``IMAGE_TOKEN_ID``, and this module scatters the projected image features into
+those positions of the embedding sequence before the language model runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from minigptv2.config import MiniGPTv2Config, Trainable
+from minigptv2.constants import IMAGE_TOKEN_ID
+from minigptv2.errors import ImageSlotMismatchError
+from minigptv2.model.language import build_language_model
+from minigptv2.model.projector import Projector
+from minigptv2.model.vision import EvaViT
+
+COMPONENTS = ("vision", "projector", "language_model", "lora")
+
+
+class MiniGPTv2(nn.Module):
+    def __init__(self, config: MiniGPTv2Config) -> None:
+        super().__init__()
+        self.config = config
+        self.vision = EvaViT(config.vision)
+        # ``ln_vision`` of the reference: frozen with the ViT and never loaded, hence the identity
+        # affine transform that the released projector was trained on (spec §1.4).
+        self.vision_norm = nn.LayerNorm(config.vision.width, eps=config.vision_norm_eps)
+        self.projector = Projector(
+            config.vision.width, config.language.hidden_size, config.tokens_merged
+        )
+        self.language_model = build_language_model(config.language, config.lora)
+        self._cast_frozen_weights(getattr(torch, config.dtype))
+        self.set_trainable(config.trainable)
+
+    # -- what trains ---------------------------------------------------------------------------
+
+    def set_trainable(self, trainable: Trainable) -> None:
+        """Set ``requires_grad`` per component; frozen vision also stays in eval mode."""
+        self.trainable = trainable
+        for component, parameters in self.parameter_groups().items():
+            for parameter in parameters:
+                parameter.requires_grad_(getattr(trainable, component))
+        self.train(self.training)
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by component: vision (with its norm), projector, language_model, lora."""
+        groups: dict[str, list[nn.Parameter]] = {name: [] for name in COMPONENTS}
+        for name, parameter in self.named_parameters():
+            if name.startswith(("vision.", "vision_norm.")):
+                groups["vision"].append(parameter)
+            elif name.startswith("projector."):
+                groups["projector"].append(parameter)
+            elif "lora_" in name:
+                groups["lora"].append(parameter)
+            else:
+                groups["language_model"].append(parameter)
+        return groups
+
+    def train(self, mode: bool = True) -> MiniGPTv2:
+        super().train(mode)
+        if not getattr(self, "trainable", Trainable()).vision:
+            # Frozen encoder: no dropout or batch statistics should ever change its output.
+            self.vision.eval()
+            self.vision_norm.eval()
+        return self
+
+    def _cast_frozen_weights(self, dtype: torch.dtype) -> None:
+        # The projector, LoRA and ln_vision stay fp32 as in the reference; the big frozen weights
+        # take the configured dtype (bf16 halves memory and doubles CPU matmul speed).
+        if dtype == torch.float32:
+            return
+        self.vision.to(dtype)
+        for name, parameter in self.language_model.named_parameters():
+            if "lora_" not in name:
+                parameter.data = parameter.data.to(dtype)
+
+    # -- tensors in, tensors out ---------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.linear.weight.device
+
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(N, 3, S, S) pixels -> (N, num_image_tokens, hidden) language-model inputs."""
+        vision_dtype = self.vision.patch_embed.proj.weight.dtype
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trainable.vision):
+            features = self.vision(pixel_values.to(vision_dtype))  # (N, 1 + P, C)
+            # ln_vision runs in fp32 and casts back, as the reference's LayerNorm subclass does.
+            features = self.vision_norm(features.float()).to(vision_dtype)
+        patch_tokens = features[:, 1:]  # drop CLS: (N, P, C)
+        return self.projector(patch_tokens)  # (N, P / 4, hidden)
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with image features scattered into the ``IMAGE_TOKEN_ID`` positions."""
+        image_slots = input_ids == IMAGE_TOKEN_ID  # (B, T)
+        embedding = self.language_model.get_input_embeddings()
+        embeds = embedding(input_ids.masked_fill(image_slots, 0))  # (B, T, hidden)
+        expected = (
+            0 if pixel_values is None else pixel_values.shape[0] * self.config.num_image_tokens
+        )
+        found = int(image_slots.sum())
+        if found != expected:
+            count = 0 if pixel_values is None else pixel_values.shape[0]
+            raise ImageSlotMismatchError(
+                f"the inputs have {found} image positions but {count} image(s) give {expected} "
+                f"features ({self.config.num_image_tokens} per image); build the ids with the "
+                "Processor so every <ImageHere> expands to exactly one image's tokens"
+            )
+        if expected == 0:
+            return embeds
+        image_embeds = self.encode_images(pixel_values).to(embeds.dtype)  # (N, I, hidden)
+        # Images fill the slots in reading order: sample by sample, image by image.
+        return embeds.masked_scatter(image_slots.unsqueeze(-1), image_embeds)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+    ) -> Any:
+        """Right-padded batch -> ``transformers`` output; ``.loss`` averages over answer tokens."""
+        return self.language_model(
+            inputs_embeds=self.embed(input_ids, pixel_values),
+            attention_mask=attention_mask,
+            labels=labels,
+            use_cache=False,
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int = 20,
+        eos_token_id: int = 2,
+        pad_token_id: int = 0,
+        **generation_kwargs: Any,
+    ) -> torch.Tensor:
+        """Left-padded prompts -> (B, new tokens) ids; stops at ``eos_token_id`` (``</s>``).
+
+        Greedy by default; pass ``do_sample=True, temperature=…, top_p=…`` to sample. Runs through
+        ``transformers``' generation with a KV cache.
+        """
+        embeds = self.embed(input_ids, pixel_values)
+        return self.language_model.generate(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            **{"do_sample": False, **generation_kwargs},
+        )

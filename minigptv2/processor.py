@@ -1,0 +1,178 @@
+"""Images and conversations -> the tensors ``MiniGPTv2`` consumes, and generated ids -> text.
+
+Each ``Piece`` of a rendered conversation is tokenised on its own and split at ``<ImageHere>``,
+whose place is taken by exactly ``num_image_tokens`` ``IMAGE_TOKEN_ID`` positions. That
+reproduces the reference's segment-wise tokenisation (spec §1.11 step 3, §1.14 step 2). One BOS
+starts every sequence; labels keep only the supervised pieces (answers and their ``</s>``).
+
+Training batches are padded on the right, generation prompts on the left (spec §1.11, §1.14).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from minigptv2.config import MiniGPTv2Config
+from minigptv2.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
+from minigptv2.errors import ImageError, PromptError
+from minigptv2.images import ImageSource, image_to_tensor, load_image
+from minigptv2.prompts import EVAL_STYLE, TRAIN_STYLE, Piece, PromptStyle, Turn, render
+from minigptv2.tokenizer import Tokenizer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sequence: ids with image slots expanded, labels (-100 where there is no loss)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    num_images: int
+
+    @property
+    def prompt_length(self) -> int:
+        """Positions before the first supervised token (the whole length for a prompt)."""
+        return next((i for i, label in enumerate(self.labels) if label != IGNORE_INDEX), len(self))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class Processor:
+    def __init__(self, tokenizer: Tokenizer, config: MiniGPTv2Config) -> None:
+        if tokenizer.vocab_size > config.language.vocab_size:
+            raise PromptError(
+                f"the tokenizer has {tokenizer.vocab_size} pieces but the language model only "
+                f"{config.language.vocab_size} embeddings; use the model's own tokenizer"
+            )
+        self.tokenizer = tokenizer
+        self.image_size = config.vision.image_size
+        self.num_image_tokens = config.num_image_tokens
+        self.max_context_len = config.max_context_len
+        self.max_txt_len = config.max_txt_len
+        self.max_positions = config.language.max_position_embeddings
+
+    # -- text ----------------------------------------------------------------------------------
+
+    def encode(self, pieces: Sequence[Piece]) -> Encoded:
+        ids = [self.tokenizer.bos_id]
+        labels = [IGNORE_INDEX]
+        num_images = 0
+        for piece in pieces:
+            for index, text in enumerate(piece.text.split(IMAGE_PLACEHOLDER)):
+                if index > 0:
+                    num_images += 1
+                    ids += [IMAGE_TOKEN_ID] * self.num_image_tokens
+                    labels += [IGNORE_INDEX] * self.num_image_tokens
+                tokens = self.tokenizer.encode(text) if text else []
+                ids += tokens
+                labels += tokens if piece.supervised else [IGNORE_INDEX] * len(tokens)
+        encoded = Encoded(ids, labels, num_images)
+        self._check_length(encoded)
+        return encoded
+
+    def _check_length(self, encoded: Encoded) -> None:
+        prompt = encoded.prompt_length
+        if prompt > self.max_context_len:
+            raise PromptError(
+                f"the prompt is {prompt} tokens (image included), over the {self.max_context_len}"
+                "-token context limit; shorten the text or the conversation history"
+            )
+        if len(encoded) - prompt > self.max_txt_len:
+            raise PromptError(
+                f"the answers take {len(encoded) - prompt} tokens, over max_txt_len "
+                f"{self.max_txt_len}; shorten them or raise max_txt_len"
+            )
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Generated ids -> answer text: cut at the first ``</s>``, specials dropped, stripped."""
+        ids = [int(i) for i in ids]
+        if self.tokenizer.eos_id in ids:
+            ids = ids[: ids.index(self.tokenizer.eos_id)]
+        return self.tokenizer.decode(ids).strip()
+
+    # -- images --------------------------------------------------------------------------------
+
+    def pixels(self, images: Sequence[ImageSource]) -> torch.Tensor:
+        """(N, 3, S, S) normalised pixels of the images, in order."""
+        if not images:
+            raise ImageError("no images given")
+        return torch.stack(
+            [image_to_tensor(load_image(image), self.image_size) for image in images]
+        )
+
+    # -- batches -------------------------------------------------------------------------------
+
+    def training_batch(
+        self,
+        conversations: Sequence[Sequence[Turn]],
+        images: Sequence[ImageSource | None],
+        *,
+        style: PromptStyle = TRAIN_STYLE,
+    ) -> dict[str, torch.Tensor]:
+        """Right-padded ids, attention mask, labels and pixels for conversations with answers."""
+        self._check_pairs(conversations, images)
+        encoded = [
+            self.encode(render(turns, image=image is not None, style=style))
+            for turns, image in zip(conversations, images, strict=True)
+        ]
+        for sample in encoded:
+            if sample.prompt_length == len(sample):
+                raise PromptError("a training conversation needs an answer in its last turn")
+        return self._batch(encoded, [image for image in images if image is not None], "right")
+
+    def generation_batch(
+        self,
+        prompts: Sequence[str | Sequence[Turn]],
+        images: Sequence[ImageSource | None],
+        *,
+        style: PromptStyle = EVAL_STYLE,
+    ) -> dict[str, torch.Tensor]:
+        """Left-padded prompts (an instruction, or turns whose last one is open) and pixels."""
+        self._check_pairs(prompts, images)
+        encoded = []
+        for prompt, image in zip(prompts, images, strict=True):
+            turns = [Turn(prompt)] if isinstance(prompt, str) else list(prompt)
+            if turns and turns[-1].assistant is not None:
+                raise PromptError("the last turn of a prompt must be open (assistant=None)")
+            encoded.append(self.encode(render(turns, image=image is not None, style=style)))
+        batch = self._batch(encoded, [image for image in images if image is not None], "left")
+        del batch["labels"]  # a prompt has nothing to supervise
+        return batch
+
+    def _check_pairs(self, texts: Sequence[object], images: Sequence[object]) -> None:
+        if isinstance(texts, str):
+            raise PromptError("pass a list of prompts, not a single string")
+        if len(texts) != len(images):
+            raise PromptError(
+                f"got {len(texts)} prompts but {len(images)} images; pass one image (or None for "
+                "text only) per prompt"
+            )
+        if not texts:
+            raise PromptError("the batch is empty; pass at least one prompt")
+
+    def _batch(
+        self, encoded: Sequence[Encoded], images: Sequence[ImageSource], padding_side: str
+    ) -> dict[str, torch.Tensor]:
+        longest = max(len(sample) for sample in encoded)
+        if longest > self.max_positions:
+            raise PromptError(
+                f"a sequence of {longest} tokens exceeds the language model's "
+                f"{self.max_positions} positions; shorten the conversation"
+            )
+        pad = self.tokenizer.pad_id
+        input_ids = torch.full((len(encoded), longest), pad, dtype=torch.long)
+        labels = torch.full((len(encoded), longest), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(encoded), longest), dtype=torch.long)
+        for row, sample in enumerate(encoded):
+            start = 0 if padding_side == "right" else longest - len(sample)
+            span = slice(start, start + len(sample))
+            input_ids[row, span] = torch.tensor(sample.input_ids)
+            labels[row, span] = torch.tensor(sample.labels)
+            attention_mask[row, span] = 1
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if images:
+            batch["pixel_values"] = self.pixels(images)
+        return batch

@@ -1,0 +1,124 @@
+"""The chat template: how a conversation becomes the text MiniGPT-v2 reads (spec §1.11–1.14, §2).
+
+The paper's template is ``[INST] <Img><ImageFeature></Img> [task] instruction [/INST]``
+(LLaMA-2-chat style, no system prompt). A rendered conversation is a list of ``Piece``s; each piece
+is tokenised on its own (see ``processor.py``), which reproduces the reference's segment-wise
+tokenisation, and only the assistant pieces are supervised.
+
+The released weights were trained and evaluated on two slightly different renderings. Both are kept
+as named styles so the model sees exactly the token sequences behind the published numbers:
+
+* ``TRAIN_STYLE`` — the training datasets end every instruction with a space and the template adds
+  another, so two spaces precede ``[/INST]`` (spec §10.2); the sequence has one BOS.
+* ``EVAL_STYLE`` — the evaluation scripts and the demo render ``"<s>[INST] … [/INST]"`` with one
+  space, and the tokenizer adds its own BOS in front of the literal ``<s>``, so the sequence starts
+  with two BOS tokens (spec §10.1).
+
+Earlier answers are always rendered as the model was trained on them (``answer</s>``), not as the
+reference demo stores them (it kept ``"</s>"`` instead of the answer, spec §10.12).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from minigptv2.constants import BOS, EOS, IMAGE_CLOSE, IMAGE_OPEN, IMAGE_PLACEHOLDER
+from minigptv2.errors import PromptError
+from minigptv2.tasks import task_of
+
+INST_OPEN = "[INST] "
+INST_CLOSE = " [/INST]"
+STOP_STRING = EOS
+IMAGE_SLOT = f"{IMAGE_OPEN}{IMAGE_PLACEHOLDER}{IMAGE_CLOSE}"
+
+_RESERVED = (IMAGE_PLACEHOLDER, IMAGE_OPEN, IMAGE_CLOSE)
+
+
+@dataclass(frozen=True)
+class PromptStyle:
+    """A named rendering of the template; see the module docstring for why there are two."""
+
+    name: str
+    # Dataset instructions end in a space, which the template's own space doubles.
+    trailing_space: bool
+    # The prompt text starts with a literal "<s>", which doubles the tokenizer's automatic BOS.
+    literal_bos: bool
+
+
+TRAIN_STYLE = PromptStyle("train", trailing_space=True, literal_bos=False)
+EVAL_STYLE = PromptStyle("eval", trailing_space=False, literal_bos=True)
+STYLES: dict[str, PromptStyle] = {style.name: style for style in (TRAIN_STYLE, EVAL_STYLE)}
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange: the user's message and, except for the turn being generated, the answer."""
+
+    user: str
+    assistant: str | None = None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A span of prompt text that is tokenised on its own; ``supervised`` pieces carry the loss."""
+
+    text: str
+    supervised: bool = False
+
+
+def render(
+    turns: Sequence[Turn], *, image: bool = True, style: PromptStyle = TRAIN_STYLE
+) -> list[Piece]:
+    """Render a conversation into pieces, image slot inside the first user message.
+
+    Every turn but the last must have an answer. If the last turn has an answer the result is a
+    training example; if not, it is a prompt that ends at ``[/INST]``, where generation starts.
+    """
+    if not turns:
+        raise PromptError("a conversation needs at least one turn; got none")
+    pieces: list[Piece] = []
+    for index, turn in enumerate(turns):
+        _check_user_text(turn.user)
+        last = index == len(turns) - 1
+        if turn.assistant is None and not last:
+            raise PromptError(
+                f"turn {index + 1} of {len(turns)} has no answer; only the last turn may be open"
+            )
+        # Not stripped: some reference templates end in a space on purpose (spec §4.2).
+        message = turn.user
+        if index == 0 and image:
+            message = f"{IMAGE_SLOT} {message}" if message else IMAGE_SLOT
+        if style.trailing_space:
+            message += " "
+        # Later turns always restart with <s> (it was in the training data); the first turn only
+        # in the evaluation style, where it is the reference's literal-<s> quirk.
+        opener = BOS if (index > 0 or style.literal_bos) else ""
+        pieces.append(Piece(f"{opener}{INST_OPEN}{message}{INST_CLOSE}"))
+        if turn.assistant is not None:
+            pieces.append(Piece(turn.assistant + STOP_STRING, supervised=True))
+    return pieces
+
+
+def render_prompt(
+    instruction: str, *, image: bool = True, style: PromptStyle = EVAL_STYLE
+) -> list[Piece]:
+    """The single-turn generation prompt: ``<s>[INST] <Img><ImageHere></Img> [vqa] q [/INST]``."""
+    return render([Turn(instruction)], image=image, style=style)
+
+
+def to_text(pieces: Sequence[Piece]) -> str:
+    """The pieces joined into one string, for logging and for golden tests."""
+    return "".join(piece.text for piece in pieces)
+
+
+def _check_user_text(text: str) -> None:
+    if not isinstance(text, str):
+        raise PromptError(f"a user message must be a string, got {type(text).__name__}")
+    for reserved in _RESERVED:
+        if reserved in text:
+            raise PromptError(
+                f"the message contains the reserved marker {reserved!r}; the template adds the "
+                "image slot itself, so remove it from the text and pass the image separately"
+            )
+    task_of(text)  # raises UnknownTaskError for a misspelt identifier

@@ -1,0 +1,71 @@
+"""LLaMA's SentencePiece tokenizer, used as MiniGPT-v2's reference code used it (spec §1.7, §10.3).
+
+The reference ran transformers 4.30's slow ``LlamaTokenizer``: the literal strings ``<s>``, ``</s>``
+and ``<unk>`` become their special ids, and every other stretch of text is encoded by SentencePiece
+on its own, so each stretch starts with a word-boundary marker. Newer transformers releases changed
+these rules (the ``legacy`` flag, tokenizers-backed classes), so this wrapper calls
+``sentencepiece`` directly and pins the behaviour the released weights were trained with.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from minigptv2.constants import BOS, EOS, PAD, UNK
+from minigptv2.errors import ConfigError
+
+TOKENIZER_FILE = "tokenizer.model"
+
+
+class Tokenizer:
+    """Text <-> ids with LLaMA's special-token handling; see the module docstring."""
+
+    def __init__(self, model_file: str | Path) -> None:
+        path = Path(model_file)
+        if path.is_dir():
+            path = path / TOKENIZER_FILE
+        if not path.is_file():
+            raise ConfigError(
+                f"no SentencePiece model at {path}; pass a LLaMA folder holding {TOKENIZER_FILE} "
+                "or the file itself"
+            )
+        self.path = path
+        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        self.bos_id = self.sp.bos_id()
+        self.eos_id = self.sp.eos_id()
+        self.unk_id = self.sp.unk_id()
+        if min(self.bos_id, self.eos_id, self.unk_id) < 0:
+            raise ConfigError(f"{path} lacks a BOS, EOS or UNK piece; it is not a LLaMA tokenizer")
+        # The reference pads with "$$"; piece_to_id gives UNK when "$$" is not a piece, as it did.
+        self.pad_id = self.sp.piece_to_id(PAD)
+        self._special = {BOS: self.bos_id, EOS: self.eos_id, UNK: self.unk_id}
+        self._special_pattern = re.compile("(" + "|".join(map(re.escape, self._special)) + ")")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
+        """Ids of ``text``: literal specials map to their ids, other text gets a leading ▁."""
+        ids = [self.bos_id] if add_bos else []
+        for chunk in self._special_pattern.split(text):
+            if not chunk:
+                continue
+            special = self._special.get(chunk)
+            ids.extend([special] if special is not None else self.sp.encode(chunk))
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids`` with special tokens dropped (``skip_special_tokens=True`` behaviour)."""
+        # Ids past the vocabulary (a model whose embedding table is padded) decode to nothing.
+        skip = {self.bos_id, self.eos_id, self.unk_id}
+        size = self.vocab_size
+        return self.sp.decode([i for i in map(int, ids) if 0 <= i < size and i not in skip])
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        """The SentencePiece pieces of ``ids``, for debugging and tests."""
+        return [self.sp.id_to_piece(int(i)) for i in ids]
