@@ -6,6 +6,8 @@ uses (token-mean cross-entropy over labels that are not -100, logits in fp32).
 
 from __future__ import annotations
 
+import warnings
+
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 from torch import nn
@@ -50,4 +52,7 @@ def add_lora(model: LlamaForCausalLM, lora: LoRAConfig) -> nn.Module:
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_config)
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers API that transformers 5 renamed; the warning is noise.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(model, peft_config)
