@@ -69,3 +69,44 @@ class Tokenizer:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         """The SentencePiece pieces of ``ids``, for debugging and tests."""
         return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+def train_tokenizer(
+    lines: Iterable[str],
+    folder: str | Path,
+    *,
+    vocab_size: int,
+    symbols: Sequence[str] = (),
+) -> Tokenizer:
+    """Train a LLaMA-format SentencePiece model (BPE, byte fallback, split digits) on ``lines``.
+
+    Used for models trained from scratch (Shapes) and for tests; released models bring their own
+    ``tokenizer.model``. ``symbols`` become single pieces, matched before any other split.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = folder / "corpus.txt"
+    corpus.write_text("\n".join(lines))
+    try:
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(folder / Path(TOKENIZER_FILE).stem),
+            vocab_size=vocab_size,
+            model_type="bpe",
+            byte_fallback=True,
+            character_coverage=1.0,
+            split_digits=True,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
+            user_defined_symbols=[PAD, *symbols],
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+    finally:
+        corpus.unlink(missing_ok=True)
+        (folder / "tokenizer.vocab").unlink(missing_ok=True)
+    return Tokenizer(folder / TOKENIZER_FILE)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import sentencepiece as spm
 import torch
 
 from minigptv2.config import get_preset
 from minigptv2.tasks import INSTRUCTION_POOLS
-from minigptv2.tokenizer import Tokenizer
+from minigptv2.tokenizer import Tokenizer, train_tokenizer
 
 CORPUS = [
     "[INST] <Img><ImageHere></Img> [/INST] <s> </s> <p> </p> <delim> {<0><12><45><100>}",
@@ -21,36 +18,10 @@ CORPUS = [
 ]
 
 
-def train_tokenizer(folder: Path, vocab_size: int = 400) -> Path:
-    """A LLaMA-format SentencePiece model (BPE, byte fallback, split digits, "$$" piece)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = folder / "corpus.txt"
-    lines = CORPUS + [template for pool in INSTRUCTION_POOLS.values() for template in pool]
-    corpus.write_text("\n".join(lines * 4))
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        split_digits=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        user_defined_symbols=["$$"],
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    return folder / "tokenizer.model"
-
-
 @pytest.fixture(scope="session")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
-    return Tokenizer(train_tokenizer(tmp_path_factory.mktemp("tokenizer")))
+    lines = CORPUS + [template for pool in INSTRUCTION_POOLS.values() for template in pool]
+    return train_tokenizer(lines * 4, tmp_path_factory.mktemp("tokenizer"), vocab_size=400)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,786 @@
+"""Shapes: a synthetic world of coloured shapes with exact ground truth for all six tasks.
+
+This is a project addition, not part of MiniGPT-v2 (arXiv 2310.09478). It exists so that the small
+model shipped with the package can be trained on a 2-core CPU in under an hour and still show the
+paper's behaviour end to end (image in, answer with a box out), and so that tests have data whose
+answers are known exactly.
+
+A scene is a 112 px square (8x8 patches of 14 px for the small model) holding 1-4 non-overlapping
+circles, squares and triangles in red, green, blue or yellow on a lightly tinted, noisy background.
+From the scene graph, one builder per task writes a sample with the reference instruction pools
+(``minigptv2.tasks``) and the box grammar (``minigptv2.boxes``), exactly as the real datasets do, so
+the model learns the paper's text format and nothing Shapes-specific.
+
+What the data is designed against (the project's note ``shapes-calibration.md``): a naive model
+learns to localise but never binds colour to objects. Hence attribute questions dominate VQA (colour
+of a described shape, colour at a box, shape of a coloured object), "is there a red square?"
+questions get "no" answers mostly from swapping the attributes of objects that are present (so
+colour and shape must be bound to the same object), and captions and identify answers always name
+the colour.
+
+Conventions:
+
+* Boxes are pixels ``(x1, y1, x2, y2)`` with exclusive ends (COCO's ``x + w``): they are the tight
+  bounds of the drawn pixels, i.e. columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``.
+* "Left to right" means by box centre x, then centre y; scenes store their objects in that order.
+* VQA counts are digits ("2", VQAv2's normalisation); captions use words ("two blue squares").
+* Referring expressions are the shortest unique one of "the circle", "the red circle" and "the red
+  circle on the left | on the right | at the top | at the bottom"; objects no expression singles out
+  are never referred to.
+* Splits are disjoint by construction: a scene belongs to the split its content hash falls into
+  (80/10/10), and the random stream of sample ``index`` of ``split`` is seeded with the string
+  ``f"{split}:{index}"`` (stable across processes, unlike the salted ``hash()``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+from PIL import Image, ImageDraw
+
+from minigptv2.boxes import box_to_text, phrase_to_text
+from minigptv2.data.sample import Sample
+from minigptv2.errors import ConfigError
+from minigptv2.prompts import Turn
+from minigptv2.tasks import (
+    CAPTION_TEMPLATES,
+    DETECTION_TEMPLATES,
+    GROUNDING_TEMPLATES,
+    IDENTIFY_TEMPLATES,
+    REFER_TEMPLATES,
+    TASKS,
+    VQA_TEMPLATES,
+)
+
+SOURCE = "shapes"
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
+# Saturated and far apart, and far from the greyish background: colour must be easy to see so that
+# the only difficulty left is binding it to the right object.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 170, 60),
+    "blue": (40, 90, 230),
+    "yellow": (245, 210, 30),
+}
+NUMBER_WORDS: tuple[str, ...] = (
+    "no",
+    "a",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
+# Position words pick the extreme object along an axis: (axis, sign), axis 0 = x, 1 = y.
+DIRECTIONS: dict[str, tuple[int, int]] = {
+    "on the left": (0, -1),
+    "on the right": (0, 1),
+    "at the top": (1, -1),
+    "at the bottom": (1, 1),
+}
+# "On the left" needs the object's centre to be this fraction of the image side left of every
+# look-alike's centre (10 px at 112 px), so that no position word is a judgement call.
+RELATION_GAP = 0.09
+CONVERSATION = "conversation"  # key of the multi-turn builder; not a task token
+
+# A scene's content hash modulo 10 decides its split.
+_SPLIT_BUCKETS: dict[str, range] = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
+_PLACEMENT_TRIES = 30  # random positions tried per object before a scene attempt is abandoned
+_SCENE_ATTEMPTS = 200  # scene attempts before the configuration is declared unplaceable
+
+PixelBox = tuple[int, int, int, int]
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShapesConfig:
+    """Sizes of the Shapes world; the defaults are the world of the shipped small model."""
+
+    image_size: int = 112  # what the small model sees: 8x8 patches of 14 px
+    min_objects: int = 1
+    max_objects: int = 4
+    min_object_size: int = 18  # ~1.3 patches: the smallest object still fills one patch
+    max_object_size: int = 44  # ~3 patches; four such objects still fit in a 2x2 layout
+    shapes: tuple[str, ...] = SHAPES
+    colors: tuple[str, ...] = tuple(PALETTE)
+    gap: int = 4  # free pixels between any two objects' boxes, so that boxes never touch
+    border: int = 2  # free pixels between an object and the image edge
+    background_noise: int = 6  # amplitude of the uniform per-pixel noise on the background
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "min_objects", "max_objects", "min_object_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"ShapesConfig.{name} must be a positive integer, got {value!r}")
+        for name in ("gap", "border", "background_noise"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"ShapesConfig.{name} must be an integer >= 0, got {value!r}")
+        if not self.min_objects <= self.max_objects <= len(NUMBER_WORDS) - 1:
+            raise ConfigError(
+                f"ShapesConfig needs 1 <= min_objects <= max_objects <= {len(NUMBER_WORDS) - 1}, "
+                f"got min_objects={self.min_objects}, max_objects={self.max_objects}"
+            )
+        if not self.min_object_size <= self.max_object_size:
+            raise ConfigError(
+                f"ShapesConfig.min_object_size ({self.min_object_size}) is larger than "
+                f"max_object_size ({self.max_object_size}); swap them"
+            )
+        free = self.image_size - 2 * self.border
+        if self.max_object_size > free:
+            raise ConfigError(
+                f"an object of max_object_size={self.max_object_size} px does not fit in a "
+                f"{self.image_size} px image with border={self.border}; lower max_object_size "
+                f"to at most {free}"
+            )
+        # Rejection sampling needs slack: the smallest objects must cover at most half the area.
+        if self.max_objects * (self.min_object_size + self.gap) ** 2 > free**2 / 2:
+            raise ConfigError(
+                f"{self.max_objects} objects of {self.min_object_size} px (gap {self.gap}) crowd a "
+                f"{self.image_size} px image; lower max_objects, min_object_size or gap"
+            )
+        if self.background_noise > 64:
+            raise ConfigError(
+                f"ShapesConfig.background_noise={self.background_noise} would make the background "
+                "look like the shapes' colours; use at most 64"
+            )
+        _check_names("shapes", self.shapes, SHAPES)
+        _check_names("colors", self.colors, tuple(PALETTE))
+
+
+def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> None:
+    if not names or len(set(names)) != len(names) or not set(names) <= set(known):
+        raise ConfigError(
+            f"ShapesConfig.{field} must be a non-empty tuple of distinct names from {known}, "
+            f"got {names!r}"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Scenes and rendering
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One drawn shape; ``box`` is the tight pixel bounds ``(x1, y1, x2, y2)``, ends exclusive."""
+
+    shape: str
+    color: str
+    box: PixelBox
+
+    @property
+    def name(self) -> str:
+        """``"red circle"``: what identify answers and captions call the object."""
+        return f"{self.color} {self.shape}"
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x1, y1, x2, y2 = self.box
+        return ((x1 + x2) / 2, (y1 + y2) / 2)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shape": self.shape, "color": self.color, "box": self.box}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A scene graph: objects left to right, and a background colour with seeded noise."""
+
+    width: int
+    height: int
+    objects: tuple[ShapeObject, ...]
+    background: tuple[int, int, int]
+    noise: int = 0
+    noise_seed: int = 0
+
+
+def _left_to_right(obj: ShapeObject) -> tuple[float, float]:
+    return (obj.center[0], obj.center[1])
+
+
+def _apart(a: PixelBox, b: PixelBox, gap: int) -> bool:
+    """True when at least ``gap`` free pixels separate the boxes horizontally or vertically."""
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+def _place(rng: random.Random, config: ShapesConfig, count: int) -> list[PixelBox] | None:
+    boxes: list[PixelBox] = []
+    side = config.image_size
+    for _ in range(count):
+        size = rng.randint(config.min_object_size, config.max_object_size)
+        high = side - config.border - size
+        for _ in range(_PLACEMENT_TRIES):
+            x1 = rng.randint(config.border, high)
+            y1 = rng.randint(config.border, high)
+            box = (x1, y1, x1 + size, y1 + size)
+            if all(_apart(box, other, config.gap) for other in boxes):
+                boxes.append(box)
+                break
+        else:
+            return None
+    return boxes
+
+
+def make_scene(rng: random.Random, config: ShapesConfig) -> Scene:
+    """Draw a scene: object count, sizes and non-overlapping positions by rejection sampling."""
+    count = rng.randint(config.min_objects, config.max_objects)
+    for _ in range(_SCENE_ATTEMPTS):
+        boxes = _place(rng, config, count)
+        if boxes is not None:
+            break
+    else:
+        raise ConfigError(
+            f"could not place {count} objects of {config.min_object_size}-"
+            f"{config.max_object_size} px in a {config.image_size} px image after "
+            f"{_SCENE_ATTEMPTS} attempts; lower max_objects or max_object_size"
+        )
+    objects = [ShapeObject(rng.choice(config.shapes), rng.choice(config.colors), b) for b in boxes]
+    # A light, desaturated tint: never close to a palette colour.
+    grey = rng.randint(180, 235)
+    red, green, blue = (min(255, grey + rng.randint(-12, 12)) for _ in range(3))
+    return Scene(
+        width=config.image_size,
+        height=config.image_size,
+        objects=tuple(sorted(objects, key=_left_to_right)),
+        background=(red, green, blue),
+        noise=config.background_noise,
+        noise_seed=rng.getrandbits(32),
+    )
+
+
+def scene_split(scene: Scene) -> str:
+    """The split a scene belongs to, from a stable hash of its objects (shape, colour, box)."""
+    content = repr([(obj.shape, obj.color, obj.box) for obj in scene.objects]).encode()
+    bucket = int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big") % 10
+    return next(split for split, buckets in _SPLIT_BUCKETS.items() if bucket in buckets)
+
+
+def make_split_scene(rng: random.Random, config: ShapesConfig, split: str) -> Scene:
+    """Draw scenes until one belongs to ``split``; no image is ever shared between splits."""
+    while True:
+        scene = make_scene(rng, config)
+        if scene_split(scene) == split:
+            return scene
+
+
+def render(scene: Scene) -> Image.Image:
+    """The scene as an RGB image: noisy background, shapes in flat palette colours."""
+    # int16 keeps this cheap (it is most of a sample's cost) and cannot overflow before the clip.
+    pixels = np.random.default_rng(scene.noise_seed).integers(
+        0, 2 * scene.noise, size=(scene.height, scene.width, 3), endpoint=True, dtype=np.int16
+    )
+    pixels += np.asarray(scene.background, dtype=np.int16) - scene.noise
+    image = Image.fromarray(pixels.clip(0, 255, out=pixels).astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    for obj in scene.objects:
+        x1, y1, x2, y2 = obj.box
+        # PIL's corners are inclusive, our ends exclusive; these fill exactly the box's bounds.
+        corners = (x1, y1, x2 - 1, y2 - 1)
+        fill = PALETTE[obj.color]
+        if obj.shape == "circle":
+            draw.ellipse(corners, fill=fill)
+        elif obj.shape == "square":
+            draw.rectangle(corners, fill=fill)
+        else:  # triangle, apex up
+            draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
+    return image
+
+
+# --------------------------------------------------------------------------------------------------
+# Language about a scene
+# --------------------------------------------------------------------------------------------------
+
+
+def _directions_singling_out(target: ShapeObject, group: Sequence[ShapeObject], gap: float):
+    """Position words under which ``target`` is clearly the extreme member of ``group``."""
+    others = [obj for obj in group if obj is not target]
+    return [
+        words
+        for words, (axis, sign) in DIRECTIONS.items()
+        if all(sign * (target.center[axis] - obj.center[axis]) >= gap for obj in others)
+    ]
+
+
+def referring_expression(
+    target: ShapeObject,
+    scene: Scene,
+    rng: random.Random,
+    *,
+    use_color: bool = True,
+    use_shape: bool = True,
+) -> str | None:
+    """The shortest expression that picks ``target`` alone out of ``scene``, or None.
+
+    With both attributes: "the circle", else "the red circle", else "the red circle on the left"
+    (position words among the red circles; a random one if several apply). Without colour (to ask
+    for it): "the circle", "the circle on the left". Without shape: "the red object", "the red
+    object on the left".
+    """
+    same_shape = [obj for obj in scene.objects if obj.shape == target.shape]
+    same_color = [obj for obj in scene.objects if obj.color == target.color]
+    same_both = [obj for obj in same_shape if obj.color == target.color]
+    if use_shape and use_color:
+        levels = [(f"the {target.shape}", same_shape), (f"the {target.name}", same_both)]
+    elif use_shape:
+        levels = [(f"the {target.shape}", same_shape)]
+    elif use_color:
+        levels = [(f"the {target.color} object", same_color)]
+    else:
+        raise ValueError("a referring expression needs colour, shape or both")
+    for expression, group in levels:
+        if len(group) == 1:
+            return expression
+    expression, group = levels[-1]
+    directions = _directions_singling_out(target, group, RELATION_GAP * scene.width)
+    return f"{expression} {rng.choice(directions)}" if directions else None
+
+
+def describe_groups(objects: Sequence[ShapeObject]) -> list[tuple[str, list[ShapeObject]]]:
+    """Noun phrases for the objects, look-alikes grouped: [("two blue squares", [obj, obj]), ...].
+
+    Groups are ordered by their leftmost member, so the order follows the objects' order.
+    """
+    groups: dict[str, list[ShapeObject]] = {}
+    for obj in objects:
+        groups.setdefault(obj.name, []).append(obj)
+    phrases = []
+    for name, members in groups.items():
+        count = len(members)
+        phrase = f"a {name}" if count == 1 else f"{NUMBER_WORDS[count]} {name}s"
+        phrases.append((phrase, members))
+    return phrases
+
+
+def join_phrases(parts: Sequence[str]) -> str:
+    """Join noun phrases: ``a``, ``a and b``, ``a, b and c``."""
+    if len(parts) <= 2:
+        return " and ".join(parts)
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def caption(scene: Scene) -> str:
+    """The caption, e.g. ``a red circle and two blue squares``, left to right."""
+    return join_phrases([phrase for phrase, _ in describe_groups(scene.objects)])
+
+
+def _fill(template: str, expression: str) -> str:
+    # "where can I locate the {} ?" already has the article; avoid "the the circle".
+    if "the {}" in template and expression.startswith("the "):
+        expression = expression.removeprefix("the ")
+    return template.format(expression)
+
+
+def _left_to_right_boxes(objects: Sequence[ShapeObject]) -> list[PixelBox]:
+    return [obj.box for obj in sorted(objects, key=_left_to_right)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Sample builders, one per task
+# --------------------------------------------------------------------------------------------------
+#
+# Every builder is ``(scene, rng) -> Sample`` with ``targets`` holding:
+#   "objects": [{"shape", "color", "box"}] left to right (boxes in pixels, ends exclusive)
+#   "answer":  the expected answer text
+#   "kind":    which question form was used (e.g. "count_color", "caption_to_phrases")
+# and, where the task has them: "boxes" (the boxes in the answer or the question, in pixels),
+# "phrases" ([(phrase, [box, ...])] for grounding and detection), "object" (index into
+# "objects"), "expression", "question" and "count" (VQA); conversations hold "tasks" and "turns".
+
+
+class _NothingToAsk(Exception):
+    """The scene offers no valid question of the requested task (e.g. nothing is referable)."""
+
+
+def _sample(
+    scene: Scene, task: str | None, instruction: str, answer: str, **targets: Any
+) -> Sample:
+    targets = {"objects": [obj.to_json() for obj in scene.objects], "answer": answer, **targets}
+    return Sample(render(scene), (Turn(instruction, answer),), task, SOURCE, targets)
+
+
+def _referable(scene: Scene, rng: random.Random, **attributes: bool):
+    """(index, object, expression) for every object some expression singles out."""
+    found = []
+    for index, obj in enumerate(scene.objects):
+        expression = referring_expression(obj, scene, rng, **attributes)
+        if expression is not None:
+            found.append((index, obj, expression))
+    return found
+
+
+def build_refer(scene: Scene, rng: random.Random) -> Sample:
+    """``[refer] where is the red circle ?`` -> ``{<x1><y1><x2><y2>}``."""
+    candidates = _referable(scene, rng)
+    if not candidates:
+        raise _NothingToAsk("no object has a unique referring expression")
+    index, obj, expression = rng.choice(candidates)
+    instruction = _fill(rng.choice(REFER_TEMPLATES), expression)
+    answer = box_to_text(obj.box, scene.width, scene.height)
+    return _sample(
+        scene,
+        "refer",
+        instruction,
+        answer,
+        kind="refer",
+        object=index,
+        expression=expression,
+        boxes=[obj.box],
+    )
+
+
+def build_identify(scene: Scene, rng: random.Random) -> Sample:
+    """``[identify] what is it in {<..>}`` -> ``red circle``."""
+    index = rng.randrange(len(scene.objects))
+    obj = scene.objects[index]
+    box = box_to_text(obj.box, scene.width, scene.height)
+    instruction = rng.choice(IDENTIFY_TEMPLATES).format(box)
+    return _sample(
+        scene, "identify", instruction, obj.name, kind="identify", object=index, boxes=[obj.box]
+    )
+
+
+# VQA question kinds: each returns (question, answer, extra targets) or None when the scene does not
+# allow it (then another kind is drawn).
+_Question = tuple[str, str, dict[str, Any]] | None
+
+
+def _present_or_any(rng: random.Random, present: Sequence[str], every: Sequence[str]) -> str:
+    # Mostly ask about what is there (answer > 0), sometimes about anything (answer often 0).
+    return rng.choice(present) if rng.random() < 0.7 else rng.choice(every)
+
+
+def _count_all(scene: Scene, rng: random.Random) -> _Question:
+    count = len(scene.objects)
+    return "how many shapes are there?", str(count), {"count": count}
+
+
+def _count_color(scene: Scene, rng: random.Random) -> _Question:
+    color = _present_or_any(rng, [obj.color for obj in scene.objects], tuple(PALETTE))
+    count = sum(obj.color == color for obj in scene.objects)
+    return f"how many {color} shapes are there?", str(count), {"count": count}
+
+
+def _count_shape(scene: Scene, rng: random.Random) -> _Question:
+    shape = _present_or_any(rng, [obj.shape for obj in scene.objects], SHAPES)
+    count = sum(obj.shape == shape for obj in scene.objects)
+    return f"how many {shape}s are there?", str(count), {"count": count}
+
+
+def _count_color_shape(scene: Scene, rng: random.Random) -> _Question:
+    every = [f"{color} {shape}" for color in PALETTE for shape in SHAPES]
+    name = _present_or_any(rng, [obj.name for obj in scene.objects], every)
+    count = sum(obj.name == name for obj in scene.objects)
+    return f"how many {name}s are there?", str(count), {"count": count}
+
+
+def _color_of(scene: Scene, rng: random.Random) -> _Question:
+    candidates = _referable(scene, rng, use_color=False)
+    if not candidates:
+        return None
+    index, obj, expression = rng.choice(candidates)
+    return f"what color is {expression}?", obj.color, {"object": index, "expression": expression}
+
+
+def _shape_of(scene: Scene, rng: random.Random) -> _Question:
+    candidates = _referable(scene, rng, use_shape=False)
+    if not candidates:
+        return None
+    index, obj, expression = rng.choice(candidates)
+    return f"what shape is {expression}?", obj.shape, {"object": index, "expression": expression}
+
+
+def _color_at_box(scene: Scene, rng: random.Random) -> _Question:
+    index = rng.randrange(len(scene.objects))
+    obj = scene.objects[index]
+    box = box_to_text(obj.box, scene.width, scene.height)
+    return f"what color is the object at {box}?", obj.color, {"object": index, "boxes": [obj.box]}
+
+
+def _exists(scene: Scene, rng: random.Random) -> _Question:
+    present = {(obj.color, obj.shape) for obj in scene.objects}
+    if rng.random() < 0.5:
+        color, shape = rng.choice(sorted(present))
+        return f"is there a {color} {shape}?", "yes", {}
+    # Hard negatives: a present colour with a present shape it does not come in, so the question
+    # can only be answered by binding colour and shape to the same object.
+    absent = [(c, s) for c in PALETTE for s in SHAPES if (c, s) not in present]
+    colors, shapes = {c for c, _ in present}, {s for _, s in present}
+    swapped = [(c, s) for c, s in absent if c in colors and s in shapes]
+    color, shape = rng.choice(swapped if swapped and rng.random() < 0.7 else absent)
+    return f"is there a {color} {shape}?", "no", {}
+
+
+# Attribute questions take ~70% of VQA (colour binding is the weak spot); counts the rest.
+VQA_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Question]]] = {
+    "color_of": (0.22, _color_of),
+    "color_at_box": (0.20, _color_at_box),
+    "shape_of": (0.14, _shape_of),
+    "exists": (0.14, _exists),
+    "count_all": (0.06, _count_all),
+    "count_color": (0.10, _count_color),
+    "count_shape": (0.08, _count_shape),
+    "count_color_shape": (0.06, _count_color_shape),
+}
+
+
+def _first_possible(scene: Scene, rng: random.Random, kinds: Mapping[str, tuple[float, Any]]):
+    """Draw kinds by weight, without replacement, until one can be asked about the scene."""
+    remaining = dict(kinds)
+    while remaining:
+        names = list(remaining)
+        name = rng.choices(names, [remaining[n][0] for n in names])[0]
+        result = remaining.pop(name)[1](scene, rng)
+        if result is not None:
+            return name, result
+    raise _NothingToAsk(f"none of {list(kinds)} can be asked about this scene")
+
+
+def build_vqa(scene: Scene, rng: random.Random) -> Sample:
+    """``[vqa] what color is the circle?`` -> ``red`` (and counts, shapes, yes/no)."""
+    kind, (question, answer, extra) = _first_possible(scene, rng, VQA_KINDS)
+    instruction = rng.choice(VQA_TEMPLATES).format(question)
+    return _sample(scene, "vqa", instruction, answer, kind=kind, question=question, **extra)
+
+
+def build_caption(scene: Scene, rng: random.Random) -> Sample:
+    """``[caption] Briefly describe this image.`` -> ``a red circle and two blue squares``."""
+    return _sample(scene, "caption", rng.choice(CAPTION_TEMPLATES), caption(scene), kind="caption")
+
+
+def build_grounding(scene: Scene, rng: random.Random) -> Sample:
+    """``[grounding] ...`` -> ``<p>a red circle</p> {<..>} and <p>a blue square</p> {<..>}``."""
+    phrases = [(f"a {obj.name}", [obj.box]) for obj in scene.objects]
+    answer = join_phrases([phrase_to_text(p, b, scene.width, scene.height) for p, b in phrases])
+    return _sample(
+        scene,
+        "grounding",
+        rng.choice(GROUNDING_TEMPLATES),
+        answer,
+        kind="grounding",
+        phrases=phrases,
+        boxes=[obj.box for obj in scene.objects],
+    )
+
+
+# Detection queries: each returns (query, [(phrase, boxes left to right)]) or None when the scene
+# offers none; a phrase query answers with itself, a caption query with each of its noun phrases.
+_Query = tuple[str, list[tuple[str, list[PixelBox]]]] | None
+
+
+def _phrase_query(phrase: str, members: Sequence[ShapeObject]) -> _Query:
+    return phrase, [(phrase, _left_to_right_boxes(members))]
+
+
+def _shape_class(scene: Scene, rng: random.Random) -> _Query:
+    shape = rng.choice(sorted({obj.shape for obj in scene.objects}))
+    return _phrase_query(f"{shape}s", [obj for obj in scene.objects if obj.shape == shape])
+
+
+def _color_group(scene: Scene, rng: random.Random) -> _Query:
+    color = rng.choice(sorted({obj.color for obj in scene.objects}))
+    return _phrase_query(f"{color} shapes", [obj for obj in scene.objects if obj.color == color])
+
+
+def _color_shape(scene: Scene, rng: random.Random) -> _Query:
+    name = rng.choice(sorted({obj.name for obj in scene.objects}))
+    return _phrase_query(f"{name}s", [obj for obj in scene.objects if obj.name == name])
+
+
+def _unique_expression(scene: Scene, rng: random.Random) -> _Query:
+    candidates = _referable(scene, rng)
+    if not candidates:
+        return None
+    _, obj, expression = rng.choice(candidates)
+    return _phrase_query(expression, [obj])
+
+
+def _caption_to_phrases(scene: Scene, rng: random.Random) -> _Query:
+    groups = describe_groups(scene.objects)
+    query = join_phrases([phrase for phrase, _ in groups])
+    return query, [(phrase, _left_to_right_boxes(members)) for phrase, members in groups]
+
+
+DETECTION_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Query]]] = {
+    "shape_class": (0.20, _shape_class),  # "circles": every instance of a class
+    "color_group": (0.20, _color_group),  # "red shapes": grouping by colour alone
+    "color_shape": (0.20, _color_shape),  # "red circles": colour bound to shape
+    "expression": (0.15, _unique_expression),  # "the red circle on the left"
+    "caption_to_phrases": (0.25, _caption_to_phrases),  # Flickr30k's caption -> phrases
+}
+
+
+def build_detection(scene: Scene, rng: random.Random) -> Sample:
+    """``[detection] red shapes`` -> ``<p>red shapes</p> {<..>}<delim>{<..>}``.
+
+    The caption form (``[detection] a red circle and two blue squares``) answers each noun phrase
+    of the caption with its boxes, phrases separated by a space.
+    """
+    kind, (query, phrases) = _first_possible(scene, rng, DETECTION_KINDS)
+    answer = " ".join(phrase_to_text(p, b, scene.width, scene.height) for p, b in phrases)
+    instruction = rng.choice(DETECTION_TEMPLATES).format(query)
+    return _sample(
+        scene,
+        "detection",
+        instruction,
+        answer,
+        kind=kind,
+        phrases=phrases,
+        boxes=[box for _, boxes in phrases for box in boxes],
+    )
+
+
+def build_conversation(scene: Scene, rng: random.Random) -> Sample:
+    """2-3 turns of different tasks about one image (the paper's stage-3 multi-task conversations).
+
+    The image slot goes into the first turn only, when the conversation is rendered; ``targets``
+    holds the tasks and each turn's own targets under "tasks" and "turns".
+    """
+    tasks = rng.sample(TASKS, rng.choice((2, 3)))
+    turns = [TASK_BUILDERS[task](scene, rng) for task in tasks]
+    targets = {
+        "objects": [obj.to_json() for obj in scene.objects],
+        "kind": CONVERSATION,
+        "tasks": tasks,
+        "turns": [turn.targets for turn in turns],
+    }
+    return Sample(
+        turns[0].image, tuple(t for sample in turns for t in sample.turns), None, SOURCE, targets
+    )
+
+
+TASK_BUILDERS: dict[str, Callable[[Scene, random.Random], Sample]] = {
+    "vqa": build_vqa,
+    "caption": build_caption,
+    "grounding": build_grounding,
+    "refer": build_refer,
+    "detection": build_detection,
+    "identify": build_identify,
+    CONVERSATION: build_conversation,
+}
+
+# Sampling weights of the default training mixture (see the calibration note). Localisation was
+# learned steadily by the naive model; colour binding never was, so attribute-heavy tasks lead.
+SHAPES_MIX: dict[str, float] = {
+    "vqa": 0.26,  # mostly colour/shape questions: the binding the naive model never learned
+    "refer": 0.18,  # text -> box, the demo's headline skill; needs colour when shape is not unique
+    "detection": 0.16,  # all instances of a class / colour group: boxes plus binding
+    "identify": 0.12,  # box -> "red circle": colour read at a location
+    "grounding": 0.12,  # every object named and boxed: the densest supervision per image
+    "caption": 0.08,  # cheap attribute supervision, the role the paper gives stage 1
+    CONVERSATION: 0.08,  # multi-turn format of the paper's stage 3
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Deterministic samples and datasets
+# --------------------------------------------------------------------------------------------------
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown Shapes split {split!r}; use one of {', '.join(SPLITS)}")
+
+
+def _check_task(task: str) -> None:
+    if task not in TASK_BUILDERS:
+        raise ConfigError(f"unknown Shapes task {task!r}; use one of {', '.join(TASK_BUILDERS)}")
+
+
+def _check_mix(mix: Mapping[str, float]) -> None:
+    for task, weight in mix.items():
+        _check_task(task)
+        if not weight >= 0:
+            raise ConfigError(f"mix weight of {task!r} must be >= 0, got {weight!r}")
+    if not sum(mix.values()) > 0:
+        raise ConfigError(f"mix weights must not all be zero, got {dict(mix)!r}")
+
+
+def make_sample(
+    index: int,
+    split: str,
+    config: ShapesConfig | None = None,
+    task: str | None = None,
+    mix: Mapping[str, float] | None = None,
+) -> Sample:
+    """Sample ``index`` of ``split``: a function of (split, index, config, task, mix) alone.
+
+    The scene depends only on (split, index, config), so every task sees the same scenes. With
+    ``task`` None the task (or "conversation") is drawn by the ``mix`` weights (default
+    ``SHAPES_MIX``).
+    """
+    config = config if config is not None else ShapesConfig()
+    _check_split(split)
+    if index < 0:
+        raise IndexError(f"Shapes sample index must be >= 0, got {index}")
+    rng = random.Random(f"{split}:{index}")
+    scene = make_split_scene(rng, config, split)
+    if task is None:
+        mix = SHAPES_MIX if mix is None else mix
+        _check_mix(mix)
+        names = list(mix)
+        task = rng.choices(names, [mix[name] for name in names])[0]
+    _check_task(task)
+    while True:
+        try:
+            return TASK_BUILDERS[task](scene, rng)
+        except _NothingToAsk:
+            # Rare (e.g. four red circles in a 2x2 grid); a new scene from the same stream.
+            scene = make_split_scene(rng, config, split)
+
+
+class ShapesDataset(torch.utils.data.Dataset):
+    """``size`` deterministic Shapes samples of one split; item ``i`` is ``make_sample(i, ...)``."""
+
+    def __init__(
+        self,
+        split: str,
+        size: int,
+        config: ShapesConfig | None = None,
+        mix: Mapping[str, float] | None = None,
+        task: str | None = None,
+    ) -> None:
+        _check_split(split)
+        if size < 0:
+            raise ConfigError(f"ShapesDataset size must be >= 0, got {size}")
+        if task is not None:
+            _check_task(task)
+        if mix is not None:
+            _check_mix(mix)
+        self.split = split
+        self.size = size
+        self.config = config if config is not None else ShapesConfig()
+        self.mix = mix
+        self.task = task
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < self.size:
+            raise IndexError(f"index {index} out of range for {self.size} Shapes samples")
+        return make_sample(index, self.split, self.config, task=self.task, mix=self.mix)
+
+
+def evaluation_set(
+    task: str, size: int, *, split: str = "test", config: ShapesConfig | None = None
+) -> list[Sample]:
+    """``size`` fixed held-out samples of one task, ``targets`` filled (boxes in pixels, answer,
+    objects); the same list on every machine."""
+    _check_task(task)
+    return [make_sample(index, split, config, task=task) for index in range(size)]

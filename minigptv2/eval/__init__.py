@@ -1,0 +1,1 @@
+"""Evaluation: pure metric functions, one module per benchmark, and a runner."""
