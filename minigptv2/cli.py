@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from minigptv2.checkpoints import convert
 from minigptv2.errors import MiniGPTv2Error
 
 
@@ -34,9 +35,39 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, help="a stage YAML, e.g. configs/shapes/stage1.yaml"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides, e.g. steps=100 optim.lr=1e-4"
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train one stage (under torchrun: data-parallel over all processes)."""
+    from minigptv2.train.config import load_train_config
+    from minigptv2.train.loop import train
+
+    config = load_train_config(args.config, args.overrides)
+    try:
+        exported = train(config, resume=args.resume)
+    except KeyboardInterrupt:
+        print(
+            f"stopped; continue with: minigptv2 train --config {args.config} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    print(f"model saved to {exported}")
+    return 0
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "info": (_info_arguments, _info),
+    "convert": (convert.add_arguments, convert.run),
+    "train": (_train_arguments, _train),
 }
 
 

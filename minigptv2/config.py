@@ -245,11 +245,37 @@ PRESETS: dict[str, MiniGPTv2Config] = {
             num_layers=2,
             num_heads=4,
             intermediate_size=128,
-            max_position_embeddings=256,
+            max_position_embeddings=512,
         ),
         lora=LoRAConfig(rank=8, alpha=16),
         max_context_len=192,
-        max_txt_len=64,
+        max_txt_len=256,
+    ),
+    # The shipped Shapes model, trained from scratch on 2 CPU cores (configs/shapes/*.yaml):
+    # 112 px -> 8x8 patches -> 16 image tokens; everything trains, so no LoRA. The vocabulary
+    # size is replaced by that of the tokenizer trained for it.
+    "shapes": MiniGPTv2Config(
+        vision=VisionConfig(
+            image_size=112,
+            patch_size=14,
+            width=192,
+            depth=4,
+            num_heads=4,
+            mlp_hidden=768,
+            pretrain_image_size=112,
+        ),
+        language=LanguageConfig(
+            vocab_size=600,
+            hidden_size=256,
+            num_layers=4,
+            num_heads=4,
+            intermediate_size=688,
+            max_position_embeddings=512,
+        ),
+        lora=None,
+        trainable=Trainable(vision=True, projector=True, lora=False, language_model=True),
+        max_context_len=256,
+        max_txt_len=256,
     ),
 }
 

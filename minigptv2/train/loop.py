@@ -1,0 +1,207 @@
+"""The training loop: set-up, steps, checkpoints, export — one function to read top to bottom.
+
+``minigptv2 train --config configs/….yaml`` calls ``train``. The same command under
+``torchrun --nproc-per-node N`` runs data-parallel (DDP); each rank reads its own slice of every
+step's samples (see ``data.py``), so the global batch is ``batch_size * grad_accum * N``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from minigptv2.config import get_preset
+from minigptv2.model import MiniGPTv2
+from minigptv2.processor import Processor
+from minigptv2.tasks import TASK_TOKENS
+from minigptv2.tokenizer import Tokenizer, train_tokenizer
+from minigptv2.train.checkpoint import (
+    list_checkpoints,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+from minigptv2.train.config import TrainConfig, resolve_precision
+from minigptv2.train.data import Collator, StepBatchSampler, build_mixture, corpus
+from minigptv2.train.distributed import World, barrier, close_world, init_world
+from minigptv2.train.optim import build_optimizer, learning_rate
+
+# Pieces a from-scratch tokenizer keeps whole: the template, the task identifiers and the box
+# grammar with its 101 coordinates (a box is then 6 tokens instead of about 18).
+TEMPLATE_SYMBOLS = (
+    "[INST]", "[/INST]", "<Img>", "</Img>", "<p>", "</p>", "<delim>", *TASK_TOKENS,
+    *(f"<{value}>" for value in range(101)),
+)  # fmt: skip
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> Path:
+    """Run one stage; returns the folder of the exported model (``out_dir/model``)."""
+    world = init_world()
+    out = Path(config.out_dir)
+    torch.manual_seed(config.seed)
+    model, tokenizer = _build_model(config, out, world)
+    processor = Processor(tokenizer, model.config)
+    optimizer = build_optimizer(model, config.optim)
+
+    start = 0
+    checkpoints = list_checkpoints(out / "checkpoints")
+    if resume and checkpoints:
+        start = load_training_checkpoint(checkpoints[-1], model, optimizer)
+        _say(world, f"resumed from {checkpoints[-1]} at step {start}")
+    elif resume:
+        _say(world, f"nothing to resume in {out / 'checkpoints'}; starting at step 0")
+
+    mixture = build_mixture(config.data, "train", config.seed)
+    sampler = StepBatchSampler(
+        mixture, start, config.steps, config.batch_size, config.grad_accum, world.rank, world.size
+    )
+    loader = DataLoader(
+        mixture,
+        batch_sampler=sampler,
+        collate_fn=Collator(processor),
+        num_workers=config.data.num_workers,
+        # Its own generator: drawing worker seeds from the global one would shift the dropout
+        # masks of a resumed run away from those of an uninterrupted one.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    network = DistributedDataParallel(model) if world.size > 1 else model
+    model.train()
+
+    log_file = (out / "metrics.jsonl").open("a") if world.is_main else None
+    progress = tqdm(
+        total=config.steps, initial=start, disable=not world.is_main, dynamic_ncols=True
+    )
+    batches = iter(loader)
+    step = start
+    try:
+        for step in range(start, config.steps):
+            began = time.perf_counter()
+            lr = learning_rate(step, config.steps, config.optim)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                loss = _optimisation_step(network, model, optimizer, batches, config)
+            except NonFiniteLoss as error:
+                _say(world, f"step {step}: {error}; skipped, weights unchanged")
+                continue
+            seconds = time.perf_counter() - began
+            samples_per_s = config.batch_size * config.grad_accum * world.size / seconds
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", sps=f"{samples_per_s:.0f}")
+            if log_file and (step + 1) % config.log_every == 0:
+                record = {"step": step + 1, "loss": loss, "lr": lr, "samples_per_s": samples_per_s}
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
+                _checkpoint(world, out, step + 1, model, optimizer)
+        _checkpoint(world, out, config.steps, model, optimizer)
+        return _export(world, out, model, tokenizer, config)
+    except KeyboardInterrupt:
+        _say(world, f"interrupted at step {step}; saving a checkpoint to resume from")
+        _checkpoint(world, out, step, model, optimizer)
+        raise
+    finally:
+        progress.close()
+        if log_file:
+            log_file.close()
+        close_world(world)
+
+
+def _optimisation_step(
+    network: torch.nn.Module,
+    model: MiniGPTv2,
+    optimizer: torch.optim.Optimizer,
+    batches: Any,
+    config: TrainConfig,
+) -> float:
+    """Accumulate ``grad_accum`` micro-batches, clip, step. Returns the mean loss."""
+    total = 0.0
+    autocast = (
+        torch.autocast(model.device.type, dtype=torch.bfloat16)
+        if resolve_precision(config.precision) == "bf16"
+        else contextlib.nullcontext()
+    )
+    for _ in range(config.grad_accum):
+        batch = next(batches)
+        with autocast:
+            loss = network(**batch).loss / config.grad_accum
+        if not math.isfinite(loss.item()):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"loss is {loss.item()}")
+        loss.backward()
+        total += loss.item()
+    if config.optim.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total
+
+
+def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv2, Tokenizer]:
+    """The stage's starting model: continued from ``init_from`` or built from a preset."""
+    if config.init_from is not None:
+        from minigptv2.checkpoints import load_pretrained
+
+        model, tokenizer = load_pretrained(config.init_from)
+    else:
+        tokenizer = _from_scratch_tokenizer(config, out, world)
+        preset = get_preset(config.model)
+        language = replace(preset.language, vocab_size=tokenizer.vocab_size)
+        model = MiniGPTv2(preset.replace(language=language))
+    if config.trainable is not None:
+        model.set_trainable(config.trainable)
+    if config.gradient_checkpointing:
+        model.vision.gradient_checkpointing = True
+        model.language_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
+    return model, tokenizer
+
+
+def _from_scratch_tokenizer(config: TrainConfig, out: Path, world: World) -> Tokenizer:
+    """Train (rank 0) or reuse the run's tokenizer, so a resumed run keeps the same ids."""
+    folder = out / "tokenizer"
+    if world.is_main and not (folder / "tokenizer.model").is_file():
+        lines = corpus(build_mixture(config.data, "train", config.seed), config.tokenizer_samples)
+        train_tokenizer(lines, folder, vocab_size=config.tokenizer_vocab, symbols=TEMPLATE_SYMBOLS)
+    barrier(world)
+    return Tokenizer(folder)
+
+
+def _checkpoint(
+    world: World, out: Path, step: int, model: MiniGPTv2, optimizer: torch.optim.Optimizer
+) -> None:
+    if world.is_main:
+        save_training_checkpoint(out / "checkpoints", step, model, optimizer)
+    barrier(world)
+
+
+def _export(
+    world: World, out: Path, model: MiniGPTv2, tokenizer: Tokenizer, config: TrainConfig
+) -> Path:
+    from minigptv2.checkpoints import save_pretrained
+
+    target = out / "model"
+    if world.is_main:
+        save_pretrained(model, tokenizer, target, full=config.init_from is None)
+        (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    barrier(world)
+    return target
+
+
+def _say(world: World, message: str) -> None:
+    if world.is_main:
+        tqdm.write(message)

@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+
+from minigptv2.checkpoints import load_pretrained
+from minigptv2.cli import main
+from minigptv2.train import loop
+from minigptv2.train.checkpoint import list_checkpoints
+from minigptv2.train.config import TrainConfig, load_train_config
+from minigptv2.train.optim import OptimConfig
+
+
+def tiny_run(tmp_path, **changes) -> TrainConfig:
+    settings = dict(
+        model="tiny",
+        steps=6,
+        batch_size=2,
+        save_every=3,
+        log_every=1,
+        tokenizer_vocab=480,
+        tokenizer_samples=300,
+        optim=OptimConfig(lr=1e-3, warmup_steps=2, warmup_lr=1e-4, min_lr=1e-4),
+        out_dir=str(tmp_path / "run"),
+    )
+    settings.update(changes)
+    return TrainConfig(**settings)
+
+
+def losses(run_dir) -> dict[int, float]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return {record["step"]: record["loss"] for record in map(json.loads, lines)}
+
+
+def test_a_run_logs_checkpoints_and_exports_a_loadable_model(tmp_path):
+    exported = loop.train(tiny_run(tmp_path))
+    run = tmp_path / "run"
+    assert sorted(losses(run)) == [1, 2, 3, 4, 5, 6]
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses(run).values())
+    assert [path.name for path in list_checkpoints(run / "checkpoints")] == [
+        "step_0000003",
+        "step_0000006",
+    ]
+    model, tokenizer = load_pretrained(exported)
+    assert model.config.language.vocab_size == tokenizer.vocab_size
+
+
+def test_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, monkeypatch):
+    straight = tiny_run(tmp_path / "a", grad_accum=2)
+    loop.train(straight)
+
+    # Kill the second run during step 5 (after the step-3 checkpoint), then resume it.
+    interrupted = tiny_run(tmp_path / "b", grad_accum=2)
+    real_step = loop._optimisation_step
+    calls = {"n": 0}
+
+    def dying_step(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_optimisation_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(interrupted)
+    monkeypatch.setattr(loop, "_optimisation_step", real_step)
+    # Ctrl-C saved a checkpoint at the step it was on; resume from there.
+    assert list_checkpoints(tmp_path / "b" / "run" / "checkpoints")[-1].name == "step_0000004"
+    loop.train(interrupted, resume=True)
+
+    first, second = losses(tmp_path / "a" / "run"), losses(tmp_path / "b" / "run")
+    assert sorted(second) == [1, 2, 3, 4, 5, 6]
+    for step in range(1, 7):
+        assert second[step] == pytest.approx(first[step], abs=1e-6), step
+
+
+def test_non_finite_loss_skips_the_step_without_touching_weights(tmp_path, monkeypatch):
+    config = tiny_run(tmp_path, steps=2, save_every=10)
+    seen = {}
+
+    def poisoned_step(network, model, optimizer, batches, config):
+        seen.setdefault("before", {k: v.clone() for k, v in model.projector.state_dict().items()})
+        next(batches)
+        raise loop.NonFiniteLoss("loss is nan")
+
+    monkeypatch.setattr(loop, "_optimisation_step", poisoned_step)
+    exported = loop.train(config)
+    model, _ = load_pretrained(exported)
+    for key, value in seen["before"].items():
+        torch.testing.assert_close(model.projector.state_dict()[key], value)
+
+
+def test_cli_train_with_overrides(tmp_path):
+    config_file = tmp_path / "stage.yaml"
+    config_file.write_text(
+        "model: tiny\nsteps: 50\nbatch_size: 2\ntokenizer_vocab: 480\ntokenizer_samples: 300\n"
+        "optim: {lr: 1.0e-3, warmup_steps: 1}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(config_file), "steps=2", f"out_dir={out}"]) == 0
+    assert (out / "model" / "config.json").is_file()
+    assert load_train_config(config_file, ["optim.lr=0.5"]).optim.lr == 0.5
