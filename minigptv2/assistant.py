@@ -8,16 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from minigptv2.boxes import Grounding, parse_grounding
-from minigptv2.errors import PromptError
+from minigptv2.errors import CheckpointError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
 from minigptv2.processor import Processor
-from minigptv2.prompts import EVAL_STYLE, PromptStyle, Turn
+from minigptv2.prompts import EVAL_STYLE, STYLES, PromptStyle, Turn
+
+# The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
+SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,44 @@ class Answer:
 
 
 class Assistant:
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        *,
+        eva: str | Path | None = None,
+        llama: str | Path | None = None,
+        checkpoint: str | Path | None = None,
+        strict: bool = True,
+        dtype: str | None = None,
+    ) -> Assistant:
+        """Our saved folder, the three released files, or (with no argument) the shipped model.
+
+        Generation uses the prompt style named in the model's config (``prompt_style``): the
+        reference evaluation style for released weights, the training style for the Shapes model,
+        which never saw the evaluation quirks.
+        """
+        from minigptv2.checkpoints import load_pretrained, load_released
+
+        if eva is not None or llama is not None:
+            if eva is None or llama is None:
+                raise CheckpointError("pass both --eva and --llama (and usually --checkpoint)")
+            network, tokenizer = load_released(
+                eva, llama, checkpoint, strict=strict, dtype=dtype or "float32"
+            )
+        else:
+            if checkpoint is not None:
+                raise CheckpointError("--checkpoint needs --eva and --llama (or use convert)")
+            folder = Path(model) if model is not None else SHIPPED_MODEL
+            if model is None and not (folder / "config.json").is_file():
+                raise CheckpointError(
+                    f"the shipped model is missing from {folder}; reinstall the package or pass "
+                    "--model DIR / --eva FILE --llama DIR --checkpoint FILE"
+                )
+            network, tokenizer = load_pretrained(folder, strict=strict, dtype=dtype)
+        style = STYLES[network.config.prompt_style]
+        return cls(network, Processor(tokenizer, network.config), style=style)
+
     def __init__(
         self, model: MiniGPTv2, processor: Processor, *, style: PromptStyle = EVAL_STYLE
     ) -> None:

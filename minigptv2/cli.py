@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from minigptv2.checkpoints import convert
 from minigptv2.errors import MiniGPTv2Error
+from minigptv2.serve import terminal
 
 
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +69,10 @@ COMMANDS: dict[str, Command] = {
     "info": (_info_arguments, _info),
     "convert": (convert.add_arguments, convert.run),
     "train": (_train_arguments, _train),
+    "generate": (terminal.add_generate_arguments, terminal.run_generate),
+    "chat": (terminal.add_chat_arguments, terminal.run_chat),
+    "demo": (terminal.add_demo_arguments, terminal.run_demo),
+    "eval": (terminal.add_eval_arguments, terminal.run_eval),
 }
 
 

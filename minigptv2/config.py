@@ -15,6 +15,7 @@ from minigptv2.constants import TOKENS_MERGED
 from minigptv2.errors import ConfigError
 
 DTYPES = ("float32", "bfloat16")
+PROMPT_STYLES = ("train", "eval")  # names of minigptv2.prompts.STYLES
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,10 @@ class MiniGPTv2Config:
     max_txt_len: int = 1024
     # dtype of the frozen weights. fp16 is not offered: on CPU it runs at about 1 GFLOP/s.
     dtype: str = "float32"
+    # How generation renders prompts (``prompts.STYLES``): "eval" reproduces the reference
+    # evaluation scripts behind the published numbers (double BOS); a model trained here
+    # generates best in the "train" style it saw.
+    prompt_style: str = "eval"
 
     def __post_init__(self) -> None:
         if self.vision.num_patches % self.tokens_merged:
@@ -172,6 +177,8 @@ class MiniGPTv2Config:
         if self.dtype not in DTYPES:
             hint = " (fp16 matmuls run at ~1 GFLOP/s on CPU)" if "16" in self.dtype else ""
             raise ConfigError(f"dtype {self.dtype!r} is not supported{hint}; use one of {DTYPES}")
+        if self.prompt_style not in PROMPT_STYLES:
+            raise ConfigError(f"prompt_style {self.prompt_style!r} is not one of {PROMPT_STYLES}")
         if self.lora is None and self.trainable.lora:
             raise ConfigError("trainable.lora is set but lora is None; set trainable.lora=False")
         if self.num_image_tokens >= self.max_context_len:
@@ -274,6 +281,7 @@ PRESETS: dict[str, MiniGPTv2Config] = {
         ),
         lora=None,
         trainable=Trainable(vision=True, projector=True, lora=False, language_model=True),
+        prompt_style="train",
         max_context_len=256,
         max_txt_len=256,
     ),

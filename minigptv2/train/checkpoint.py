@@ -39,6 +39,7 @@ def save_training_checkpoint(
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{PREFIX}{step:07d}"
     staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+    staging.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
     try:
         save_file(trainable_state(model), staging / WEIGHTS)
         torch.save(

@@ -1,0 +1,243 @@
+"""The terminal commands: ``generate`` (one shot, for scripts), ``chat`` (multi-turn), ``demo``.
+
+Every command that loads a model takes the same options: ``--model DIR`` (our format), or the
+three released files ``--eva FILE --llama DIR --checkpoint FILE``; with neither, the shipped Shapes
+model is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from minigptv2.errors import MiniGPTv2Error, PromptError
+from minigptv2.tasks import TASKS
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_argument_group("model (default: the shipped Shapes model)")
+    source.add_argument("--model", type=Path, help="a folder saved by this project")
+    source.add_argument("--eva", type=Path, help="released eva_vit_g.pth (with --llama)")
+    source.add_argument("--llama", type=Path, help="a Llama-2-7b-chat-hf folder (with --eva)")
+    source.add_argument("--checkpoint", type=Path, help="released minigptv2_checkpoint.pth")
+    source.add_argument(
+        "--no-strict",
+        dest="strict",
+        action="store_false",
+        help="load what matches, report the rest",
+    )
+    source.add_argument("--dtype", choices=("float32", "bfloat16"), help="frozen-weight dtype")
+    decoding = parser.add_argument_group("decoding (default: greedy)")
+    decoding.add_argument("--max-new-tokens", type=int, default=128)
+    decoding.add_argument("--sample", action="store_true", help="sample instead of greedy")
+    decoding.add_argument("--temperature", type=float, default=0.6)
+    decoding.add_argument("--top-p", type=float, default=0.9)
+
+
+def load_assistant(args: argparse.Namespace):
+    from minigptv2.assistant import Assistant
+
+    return Assistant.load(
+        args.model,
+        eva=args.eva,
+        llama=args.llama,
+        checkpoint=args.checkpoint,
+        strict=args.strict,
+        dtype=args.dtype,
+    )
+
+
+def generation_config(args: argparse.Namespace):
+    from minigptv2.assistant import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
+
+
+# -- generate ------------------------------------------------------------------------------------
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, help="image file (omit for a text-only prompt)")
+    parser.add_argument("--prompt", required=True, help='e.g. "[refer] the red circle"')
+    parser.add_argument("--json", action="store_true", help='print {"text", "grounding"}')
+    parser.add_argument("--draw", type=Path, help="save the image with the answer's boxes here")
+    add_model_arguments(parser)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Answer one prompt about one image; print the text (or JSON) and optionally draw boxes."""
+    from minigptv2.images import load_image
+
+    image = load_image(args.image) if args.image is not None else None
+    assistant = load_assistant(args)
+    answer = assistant.chat(image, args.prompt, config=generation_config(args))
+    if args.draw is not None:
+        _draw(image, answer, args.draw)
+    print(json.dumps(answer.to_json()) if args.json else answer.text)
+    return 0
+
+
+def _draw(image, answer, path: Path) -> None:
+    from minigptv2.drawing import draw_boxes
+
+    if image is None:
+        raise PromptError("--draw needs --image")
+    draw_boxes(image, answer.grounding).save(path)
+
+
+# -- chat ----------------------------------------------------------------------------------------
+
+CHAT_HELP = (
+    "type a message; /vqa /caption /grounding /refer /detection /identify prefix the task token;"
+    " /image PATH switches image; /reset clears the history; /quit ends"
+)
+
+
+def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--image", type=Path, help="image to talk about (or /image later)")
+    parser.add_argument(
+        "--save-dir", type=Path, default=Path("."), help="where annotated answers are saved"
+    )
+    add_model_arguments(parser)
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    """Multi-turn chat in the terminal; grounded answers are saved as annotated PNGs."""
+    from minigptv2.images import load_image
+    from minigptv2.prompts import Turn
+
+    assistant = load_assistant(args)
+    config = generation_config(args)
+    image = load_image(args.image) if args.image is not None else None
+    history: list[Turn] = []
+    saved = 0
+    print(CHAT_HELP)
+    for line in sys.stdin:
+        message = line.strip()
+        if not message:
+            continue
+        if message == "/quit":
+            break
+        if message == "/reset":
+            history = []
+            print("(history cleared)")
+            continue
+        if message.startswith("/image "):
+            try:
+                image = load_image(Path(message[len("/image ") :].strip()))
+            except MiniGPTv2Error as error:
+                print(f"error: {error}")
+                continue
+            history = []
+            print("(new image; history cleared)")
+            continue
+        message = expand_shortcut(message)
+        try:
+            answer = assistant.chat(image, message, history, config)
+        except MiniGPTv2Error as error:
+            print(f"error: {error}")
+            continue
+        history.append(Turn(message, answer.text))
+        print(f"assistant: {answer.text}")
+        if image is not None and answer.grounding.boxes:
+            saved += 1
+            path = args.save_dir / f"minigptv2_chat_{saved}.png"
+            _draw(image, answer, path)
+            print(f"(boxes drawn in {path})")
+    return 0
+
+
+def expand_shortcut(message: str) -> str:
+    """``/refer the cat`` -> ``[refer] the cat``; other text is returned unchanged."""
+    head, _, rest = message.partition(" ")
+    if head.startswith("/") and head[1:] in TASKS:
+        return f"[{head[1:]}] {rest}".rstrip()
+    return message
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=7, help="which held-out Shapes scene to use")
+    parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
+    parser.add_argument("--out", type=Path, default=Path("minigptv2_demo.png"))
+    add_model_arguments(parser)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Show the whole system: a scene, one question per task, answers, boxes drawn to a PNG."""
+    from minigptv2.data.shapes import make_sample
+    from minigptv2.drawing import draw_boxes
+    from minigptv2.images import load_image
+
+    assistant = load_assistant(args)
+    config = generation_config(args)
+    if args.image is not None:
+        image = load_image(args.image)
+        prompts = [
+            "[grounding] describe this image in detail",
+            "[caption] Briefly describe this image.",
+        ]
+    else:
+        sample = make_sample(args.seed, "test", task="refer")
+        image = sample.image
+        expression = sample.targets["expression"]
+        prompts = [
+            "[grounding] describe this image in detail",
+            f"[refer] give me the location of {expression}",
+            "[detection] circles",
+            "[vqa] how many shapes are there?",
+            f"[identify] what is it in {sample.turns[0].assistant}",
+        ]
+    answers = assistant.generate([image] * len(prompts), prompts, config)
+    for prompt, answer in zip(prompts, answers, strict=True):
+        print(f"{prompt}\n  -> {answer.text}")
+    draw_boxes(image, answers[0].grounding).save(args.out)
+    refer = args.out.with_name(args.out.stem + "_refer" + args.out.suffix)
+    if len(answers) > 1:
+        draw_boxes(image, answers[1].grounding).save(refer)
+    print(
+        f"grounded caption drawn in {args.out}"
+        + (f", referring box in {refer}" if len(answers) > 1 else "")
+    )
+    return 0
+
+
+# -- eval ----------------------------------------------------------------------------------------
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--benchmark", default="shapes", help="benchmark name (shapes)")
+    parser.add_argument("--split", default="test", help="split to evaluate (val or test)")
+    parser.add_argument("--limit", type=int, default=200, help="questions per task")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--out", type=Path, help="folder for resumable predictions and scores")
+    parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
+    add_model_arguments(parser)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Score a model on a benchmark; prints a table (or JSON)."""
+    from minigptv2.eval.runner import evaluate, markdown_table
+
+    assistant = load_assistant(args)
+    identity = str(args.model or args.checkpoint or "shipped")
+    summary = evaluate(
+        assistant,
+        args.benchmark,
+        args.split,
+        per_task=args.limit,
+        batch_size=args.batch_size,
+        out=args.out,
+        identity=identity,
+    )
+    print(json.dumps(summary) if args.json else markdown_table(summary))
+    return 0

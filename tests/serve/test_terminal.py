@@ -1,0 +1,96 @@
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from minigptv2.checkpoints import save_pretrained
+from minigptv2.cli import main
+from minigptv2.serve.terminal import expand_shortcut
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "make_released_fixture.py"
+
+
+@pytest.fixture
+def saved_model(tmp_path, tiny_model, tokenizer):
+    return save_pretrained(tiny_model, tokenizer, tmp_path / "model", full=True)
+
+
+@pytest.fixture
+def picture(tmp_path):
+    path = tmp_path / "scene.png"
+    Image.new("RGB", (160, 120), (30, 60, 200)).save(path)
+    return path
+
+
+def test_generate_json_one_shot(saved_model, picture, capsys):
+    code = main(
+        ["generate", "--model", str(saved_model), "--image", str(picture),
+         "--prompt", "[refer] the blue square", "--json", "--max-new-tokens", "5"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"text", "grounding"}
+    assert isinstance(result["text"], str) and isinstance(result["grounding"], list)
+
+
+def test_generate_draws_boxes(saved_model, picture, tmp_path):
+    out = tmp_path / "drawn.png"
+    args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
+    assert main([*args, "--max-new-tokens", "3", "--draw", str(out)]) == 0
+    assert Image.open(out).size == (448, 336)  # small images are enlarged for legibility
+
+
+def test_bad_image_is_an_error_message_not_a_traceback(saved_model, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    code = main(["generate", "--model", str(saved_model), "--image", str(broken), "--prompt", "x"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_unknown_task_is_an_error_message(saved_model, picture, capsys):
+    args = ["generate", "--model", str(saved_model), "--image", str(picture)]
+    assert main([*args, "--prompt", "[segment] the cat"]) == 2
+    assert "[refer]" in capsys.readouterr().err
+
+
+def test_chat_answers_from_the_three_released_files(tmp_path, picture, monkeypatch, capsys):
+    # The three files laid out exactly as the released ones, written by the project's script.
+    released = tmp_path / "released"
+    subprocess.run([sys.executable, str(SCRIPT), str(released)], check=True)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("/vqa what colour is it?\n/quit\n"))
+    code = main(
+        ["chat", "--eva", str(released / "eva_vit_g.pth"),
+         "--llama", str(released / "Llama-2-7b-chat-hf"),
+         "--checkpoint", str(released / "minigptv2_checkpoint.pth"),
+         "--image", str(picture), "--max-new-tokens", "4", "--save-dir", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    assert "assistant: " in capsys.readouterr().out
+
+
+def test_demo_writes_annotated_images(saved_model, tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert (
+        main(["demo", "--model", str(saved_model), "--out", str(out), "--max-new-tokens", "4"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "[grounding] describe this image in detail" in printed and "[refer]" in printed
+    assert out.is_file() and out.with_name("demo_refer.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("/refer the red circle", "[refer] the red circle"),
+        ("/grounding", "[grounding]"),
+        ("/unknown x", "/unknown x"),
+        ("plain question", "plain question"),
+    ],
+)
+def test_task_shortcuts(typed, sent):
+    assert expand_shortcut(typed) == sent
