@@ -77,7 +77,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
         # masks of a resumed run away from those of an uninterrupted one.
         generator=torch.Generator().manual_seed(config.seed),
     )
-    network = DistributedDataParallel(model) if world.size > 1 else model
+    # Ranks draw their batch's dataset independently (as the reference does), and a text-only
+    # batch leaves the vision encoder unused, hence find_unused_parameters.
+    network = (
+        DistributedDataParallel(model, find_unused_parameters=True) if world.size > 1 else model
+    )
     model.train()
 
     log_file = (out / "metrics.jsonl").open("a") if world.is_main else None
@@ -108,6 +112,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
                 _checkpoint(world, out, step + 1, model, optimizer)
         _checkpoint(world, out, config.steps, model, optimizer)
+        check_in_sync(world, model)
         return _export(world, out, model, tokenizer, config)
     except KeyboardInterrupt:
         _say(world, f"interrupted at step {step}; saving a checkpoint to resume from")
@@ -200,6 +205,19 @@ def _export(
         (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     barrier(world)
     return target
+
+
+def check_in_sync(world: World, model: MiniGPTv2) -> None:
+    """Fail loudly if data-parallel ranks ended with different weights."""
+    if world.size == 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
+    gathered = [torch.zeros_like(checksum) for _ in range(world.size)]
+    torch.distributed.all_gather(gathered, checksum)
+    spread = max(gathered) - min(gathered)
+    if spread > 1e-6 * max(1.0, abs(float(checksum))):
+        raise RuntimeError(f"ranks diverged: weight checksums {[float(g) for g in gathered]}")
+    _say(world, f"{world.size} ranks in sync (weight checksum {float(checksum):.6f})")
 
 
 def _say(world: World, message: str) -> None:
