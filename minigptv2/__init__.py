@@ -12,6 +12,13 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "Assistant": "minigptv2.assistant",
+    "Answer": "minigptv2.assistant",
+    "GenerationConfig": "minigptv2.assistant",
+    "draw_boxes": "minigptv2.drawing",
+    "load_released": "minigptv2.checkpoints",
+    "load_pretrained": "minigptv2.checkpoints",
+    "save_pretrained": "minigptv2.checkpoints",
     "MiniGPTv2": "minigptv2.model",
     "MiniGPTv2Config": "minigptv2.config",
     "PRESETS": "minigptv2.config",

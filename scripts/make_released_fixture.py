@@ -28,7 +28,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 
 EVA_FILE = "eva_vit_g.pth"
@@ -218,31 +217,10 @@ CORPUS = [
 def train_tokenizer(folder: Path, vocab_size: int = 400) -> Path:
     """A LLaMA-format SentencePiece ``tokenizer.model`` (BPE, byte fallback, "$$" piece)."""
     from minigptv2.tasks import INSTRUCTION_POOLS
+    from minigptv2.tokenizer import train_tokenizer as train_sentencepiece
 
-    corpus = folder / "corpus.txt"
     lines = CORPUS + [template for pool in INSTRUCTION_POOLS.values() for template in pool]
-    corpus.write_text("\n".join(lines * 4))
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=vocab_size,
-        model_type="bpe",
-        byte_fallback=True,
-        character_coverage=1.0,
-        split_digits=True,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        user_defined_symbols=["$$"],
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    corpus.unlink()
-    (folder / "tokenizer.vocab").unlink()
-    return folder / "tokenizer.model"
+    return train_sentencepiece(lines * 4, folder, vocab_size=vocab_size).path
 
 
 # -- minigptv2_checkpoint.pth --------------------------------------------------------------------
