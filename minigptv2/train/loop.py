@@ -51,6 +51,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     """Run one stage; returns the folder of the exported model (``out_dir/model``)."""
     world = init_world()
     out = Path(config.out_dir)
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     model, tokenizer = _build_model(config, out, world)
     processor = Processor(tokenizer, model.config)

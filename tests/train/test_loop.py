@@ -100,3 +100,14 @@ def test_cli_train_with_overrides(tmp_path):
     assert main(["train", "--config", str(config_file), "steps=2", f"out_dir={out}"]) == 0
     assert (out / "model" / "config.json").is_file()
     assert load_train_config(config_file, ["optim.lr=0.5"]).optim.lr == 0.5
+
+
+def test_a_stage_continues_from_the_previous_stage_export(tmp_path):
+    first = loop.train(tiny_run(tmp_path / "one", steps=2))
+    before, _ = load_pretrained(first)
+    second = loop.train(tiny_run(tmp_path / "two", steps=2, init_from=str(first)))
+    after, _ = load_pretrained(second)
+    # Same architecture and tokenizer, trained further: the projector moved.
+    assert after.config == before.config
+    moved = after.projector.linear.weight - before.projector.linear.weight
+    assert moved.abs().max() > 0
