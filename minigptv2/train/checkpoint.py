@@ -9,7 +9,6 @@ checkpoint intact and never a half-written one that looks complete.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from minigptv2.checkpoints.pretrained import atomic_directory
 from minigptv2.errors import CheckpointError
 
 WEIGHTS = "trainable.safetensors"
@@ -36,33 +36,18 @@ def save_training_checkpoint(
     folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, keep: int = 2
 ) -> Path:
     """Write ``folder/step_<step>`` atomically and keep only the newest ``keep`` checkpoints."""
-    folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{PREFIX}{step:07d}"
-    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
-    staging.chmod(0o755)  # mkdtemp makes it private; a checkpoint is an ordinary folder
-    try:
+    with atomic_directory(target) as staging:
         save_file(trainable_state(model), staging / WEIGHTS)
-        torch.save(
-            {
-                "step": step,
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(),
-            },
-            staging / STATE,
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state()}
+        torch.save(state, staging / STATE)
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
 def list_checkpoints(folder: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (partial folders start with a dot and are skipped)."""
+    """Complete checkpoints, oldest first (staging folders start with a dot and are skipped)."""
     if not folder.is_dir():
         return []
     return sorted(path for path in folder.iterdir() if path.name.startswith(PREFIX))

@@ -1,0 +1,60 @@
+import pytest
+import torch
+from torch import nn
+
+from minigptv2.train import checkpoint
+from minigptv2.train.checkpoint import (
+    list_checkpoints,
+    load_training_checkpoint,
+    save_training_checkpoint,
+)
+
+
+def model_and_optimizer(seed: int):
+    torch.manual_seed(seed)
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_round_trip_restores_weights_optimizer_and_step(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    save_training_checkpoint(tmp_path, 7, model, optimizer)
+    other, other_optimizer = model_and_optimizer(1)
+    assert load_training_checkpoint(tmp_path / "step_0000007", other, other_optimizer) == 7
+    torch.testing.assert_close(other.weight, model.weight)
+    state = other_optimizer.state_dict()["state"][0]["exp_avg"]
+    torch.testing.assert_close(state, optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+def test_a_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model, optimizer = model_and_optimizer(0)
+    save_training_checkpoint(tmp_path, 1, model, optimizer)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint, "save_file", crash)
+    with pytest.raises(OSError):
+        save_training_checkpoint(tmp_path, 2, model, optimizer)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_0000001"]
+    assert [path.name for path in tmp_path.iterdir()] == ["step_0000001"]  # no staging left
+
+
+def test_only_the_newest_are_kept(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    for step in (1, 2, 3):
+        save_training_checkpoint(tmp_path, step, model, optimizer, keep=2)
+    assert [path.name for path in list_checkpoints(tmp_path)] == ["step_0000002", "step_0000003"]
+
+
+def test_a_checkpoint_of_another_model_is_refused(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    save_training_checkpoint(tmp_path, 1, model, optimizer)
+    bigger = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))
+    with pytest.raises(checkpoint.CheckpointError, match="does not match"):
+        load_training_checkpoint(
+            tmp_path / "step_0000001", bigger, torch.optim.AdamW(bigger.parameters())
+        )
