@@ -129,10 +129,6 @@ class LoRAConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout}")
 
-    @property
-    def scaling(self) -> float:
-        return self.alpha / self.rank
-
 
 @dataclass(frozen=True)
 class Trainable:

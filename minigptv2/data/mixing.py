@@ -43,10 +43,6 @@ class Mixture(Dataset):
         """The dataset of micro-batch ``position`` (counted over steps, accumulation and ranks)."""
         return random.Random(f"{self.seed}:{position}").choices(self.names, self.weights)[0]
 
-    def probabilities(self) -> dict[str, float]:
-        total = sum(self.weights)
-        return {name: weight / total for name, weight in zip(self.names, self.weights, strict=True)}
-
     def __getitem__(self, key: MixtureKey) -> Sample:
         name, index = key
         dataset = self.datasets[name]
