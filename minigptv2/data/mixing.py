@@ -1,9 +1,11 @@
-"""Stage mixtures: datasets sampled by ratio, one dataset per micro-batch (spec §5.4).
+"""Stage mixtures: datasets sampled by ratio, one draw per sample (spec §5.4).
 
-As in the reference, each micro-batch comes from a single dataset, drawn with probability
-proportional to its ratio; batches are homogeneous in task and format, which also keeps padding
-small. The draw is a function of (seed, micro-batch position) only, so a resumed run sees the same
-sequence, and a streaming dataset is never loaded whole: only the indices asked for are read.
+Each sample of a run draws its dataset with probability proportional to the dataset's ratio. The
+reference draws once per micro-batch instead, so its batches hold one task each; on the small
+Shapes model that made the loss swing from task to task and localisation stalled (see the notes
+of issue 5), and mixed batches cost only some padding. The draw is a function of (seed, sample
+number) only, so a resumed run sees the same sequence, and a streaming dataset is never loaded
+whole: only the indices asked for are read.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Mixture(Dataset):
         self.seed = seed
 
     def choose(self, position: int) -> str:
-        """The dataset of micro-batch ``position`` (counted over steps, accumulation and ranks)."""
+        """The dataset of the run's sample number ``position`` (over steps, accumulation, ranks)."""
         return random.Random(f"{self.seed}:{position}").choices(self.names, self.weights)[0]
 
     def __getitem__(self, key: MixtureKey) -> Sample:

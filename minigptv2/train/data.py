@@ -1,9 +1,10 @@
 """Turning a stage's data config into a mixture, step-addressed batches and a tokenizer corpus.
 
 Batches are addressed by step: micro-batch ``m`` of step ``s`` on rank ``r`` is micro-batch
-position ``p = (s * accum + m) * world + r``; it draws its dataset from the mixture at ``p`` and
-holds that dataset's samples ``p * batch + k``. A resumed run therefore reads exactly the samples an
-uninterrupted run would have read, without saving any sampler state beyond the step.
+position ``p = (s * accum + m) * world + r``, and its ``k``-th sample is sample ``n = p * batch + k``
+of the run, which draws its dataset from the mixture at ``n`` and reads that dataset's item ``n``.
+A resumed run therefore reads exactly the samples an uninterrupted run would have read, without
+saving any sampler state beyond the step.
 """
 
 from __future__ import annotations
@@ -64,9 +65,8 @@ class StepBatchSampler(Sampler[list[MixtureKey]]):
         for step in range(self.start, self.steps):
             for micro in range(self.accum):
                 position = (step * self.accum + micro) * self.world + self.rank
-                name = self.mixture.choose(position)
                 first = position * self.batch
-                yield [(name, index) for index in range(first, first + self.batch)]
+                yield [(self.mixture.choose(n), n) for n in range(first, first + self.batch)]
 
     def __len__(self) -> int:
         return (self.steps - self.start) * self.accum
