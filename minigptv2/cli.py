@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from minigptv2.checkpoints import convert
+from minigptv2.data import cli as data_cli
 from minigptv2.errors import MiniGPTv2Error
 from minigptv2.serve import terminal
 
@@ -64,15 +65,44 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--api", action="store_true", help="OpenAI-compatible /v1/chat/completions")
+    mode.add_argument("--ui", action="store_true", help="the Gradio demo in a browser")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (local only)")
+    parser.add_argument("--port", type=int, help="default 8000 (--api) or 7860 (--ui); 0: any")
+    limits = parser.add_argument_group("HTTP API access and limits (--api)")
+    limits.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (or set it in "
+                        "MINIGPTV2_API_KEY)")  # fmt: skip
+    limits.add_argument("--max-body-mb", type=float, default=28.0, help="request size limit")
+    limits.add_argument("--max-image-side", type=int, default=4096, help="pixels per side")
+    limits.add_argument("--max-tokens", type=int, default=512, help="largest max_tokens allowed")
+    limits.add_argument("--max-queue", type=int, default=32, help="requests waiting; then 503")
+    terminal.add_model_arguments(parser)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve a model: the OpenAI-compatible HTTP API (--api) or the Gradio demo (--ui)."""
+    if args.api:
+        from minigptv2.serve import api
+
+        return api.run(args)
+    from minigptv2.serve import ui
+
+    return ui.run(args)
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "info": (_info_arguments, _info),
     "convert": (convert.add_arguments, convert.run),
     "train": (_train_arguments, _train),
+    "data": (data_cli.add_arguments, data_cli.run),
     "generate": (terminal.add_generate_arguments, terminal.run_generate),
     "chat": (terminal.add_chat_arguments, terminal.run_chat),
     "demo": (terminal.add_demo_arguments, terminal.run_demo),
     "eval": (terminal.add_eval_arguments, terminal.run_eval),
+    "serve": (_serve_arguments, _serve),
 }
 
 

@@ -27,6 +27,10 @@ class UnknownTaskError(PromptError):
     """A ``[task]`` identifier is not one of MiniGPT-v2's six."""
 
 
+class DataError(MiniGPTv2Error, ValueError):
+    """A dataset file or one of its rows is missing, malformed or inconsistent."""
+
+
 class ImageSlotMismatchError(MiniGPTv2Error, ValueError):
     """The number of image placeholder positions does not match the image features given."""
 

@@ -23,11 +23,16 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which samples a stage reads: a source name and, for mixtures, weights per task/dataset."""
+    """Which samples a stage reads: a source name and, for mixtures, weights per task/dataset.
+
+    ``path`` is the JSONL file of the ``custom`` source, or the data root of the ``paper`` source
+    (the folder layout is in ``minigptv2/data/paper.py``).
+    """
 
     source: str = "shapes"
     mix: dict[str, float] | None = None
     num_workers: int = 0
+    path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ saving any sampler state beyond the step.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -16,7 +18,7 @@ from torch.utils.data import Sampler
 
 from minigptv2.data.mixing import Mixture, MixtureKey
 from minigptv2.data.sample import Sample
-from minigptv2.errors import ConfigError
+from minigptv2.errors import ConfigError, DataError, PromptError
 from minigptv2.processor import Processor
 from minigptv2.prompts import TRAIN_STYLE, PromptStyle, render, to_text
 from minigptv2.train.config import DataConfig
@@ -33,7 +35,25 @@ def _shapes(config: DataConfig, split: str, seed: int) -> Mixture:
     return Mixture(tasks, ratios, seed)
 
 
-DATA_SOURCES: dict[str, Callable[[DataConfig, str, int], Mixture]] = {"shapes": _shapes}
+def _custom(config: DataConfig, split: str, seed: int) -> Mixture:
+    """One custom JSONL file (``data.path``), reshuffled every epoch; ``split`` does not apply."""
+    from minigptv2.data.custom import CustomDataset
+    from minigptv2.data.stream import Stream
+
+    if config.path is None:
+        raise ConfigError(
+            "data.source 'custom' needs data.path, the .jsonl file to train on "
+            "(e.g. data.path=data/mine.jsonl); check it first with `minigptv2 data check`"
+        )
+    if config.mix is not None:
+        raise ConfigError("data.mix does not apply to the 'custom' source (one file); remove it")
+    return Mixture({"custom": Stream(CustomDataset(config.path), seed)}, {"custom": 1.0}, seed)
+
+
+DATA_SOURCES: dict[str, Callable[[DataConfig, str, int], Mixture]] = {
+    "shapes": _shapes,
+    "custom": _custom,
+}
 
 
 def build_mixture(config: DataConfig, split: str = "train", seed: int = 0) -> Mixture:
@@ -73,18 +93,53 @@ class StepBatchSampler(Sampler[list[MixtureKey]]):
 
 
 class Collator:
-    """Samples -> a right-padded training batch; runs in the data workers."""
+    """Samples -> a right-padded training batch; runs in the data workers.
+
+    A sample the processor refuses (too long for the context or ``max_txt_len``) is left out of
+    its batch and counted in ``skipped``, so one odd row never stops a long run. A batch whose
+    every sample is refused is replaced by the previous batch's usable samples.
+    """
 
     def __init__(self, processor: Processor, style: PromptStyle = TRAIN_STYLE) -> None:
         self.processor = processor
         self.style = style
+        self.skipped: Counter[str] = Counter()
+        self._previous: list[Sample] = []
 
     def __call__(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
+        usable = [sample for sample in samples if self._usable(sample)]
+        if not usable:
+            if not self._previous:
+                raise DataError(
+                    f"all {len(samples)} samples of the first batch were skipped as too long; "
+                    "raise max_context_len / max_txt_len or shorten the data"
+                )
+            usable = self._previous
+        self._previous = usable
         return self.processor.training_batch(
-            [sample.turns for sample in samples],
-            [sample.image for sample in samples],
+            [sample.turns for sample in usable],
+            [sample.image for sample in usable],
             style=self.style,
         )
+
+    def _usable(self, sample: Sample) -> bool:
+        pieces = render(sample.turns, image=sample.image is not None, style=self.style)
+        try:
+            encoded = self.processor.encode(pieces)
+            if len(encoded) > self.processor.max_positions:
+                raise PromptError(
+                    f"{len(encoded)} tokens exceed {self.processor.max_positions} positions"
+                )
+        except PromptError as error:
+            self.skipped[sample.source] += 1
+            logging.getLogger("minigptv2.data").warning(
+                "skipped a %s sample: %s (%d skipped by this collator)",
+                sample.source,
+                error,
+                sum(self.skipped.values()),
+            )
+            return False
+        return True
 
 
 def corpus(mixture: Mixture, count: int) -> list[str]:

@@ -1,0 +1,56 @@
+"""``minigptv2 data``: check a custom JSONL dataset, or write the Shapes world in that format.
+
+minigptv2 data check FILE.jsonl    # exit 0 if all rows are valid, else 1 and "line N: ..."
+minigptv2 data shapes --out DIR --n N --seed S [--split train] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from minigptv2.data.shapes import SPLITS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="data_command", required=True)
+    check = actions.add_parser("check", help="validate a custom JSONL file, listing bad rows")
+    check.add_argument("file", help="a custom-format .jsonl file (see README, 'Your own data')")
+    shapes = actions.add_parser("shapes", help="write Shapes samples in the custom JSONL format")
+    shapes.add_argument("--out", required=True, help="folder for data.jsonl and images/")
+    shapes.add_argument("--n", type=int, required=True, help="number of samples")
+    shapes.add_argument("--seed", type=int, default=0, help="0 = the training stream's start")
+    shapes.add_argument("--split", default="train", choices=SPLITS)
+    shapes.add_argument("--workers", type=int, default=1, help="processes rendering images")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check a custom JSONL dataset, or write Shapes samples in that format."""
+    if args.data_command == "check":
+        return _check(args.file)
+    return _shapes(args)
+
+
+def _check(file: str) -> int:
+    from minigptv2.data.check import check_file
+
+    report = check_file(file)
+    for line, problem in report.bad:
+        print(f"line {line}: {problem}")
+    if report.ok:
+        print(f"{report.path}: {report.rows} rows, all valid")
+        return 0
+    # The summary goes to stderr so stdout holds only the "line N: ..." reports.
+    print(f"{report.path}: {len(report.bad)} of {report.rows} rows are bad", file=sys.stderr)
+    return 1
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from minigptv2.data.export import write_shapes
+
+    began = time.perf_counter()
+    path = write_shapes(args.out, args.n, args.seed, args.split, args.workers)
+    seconds = time.perf_counter() - began
+    print(f"wrote {args.n} Shapes samples to {path} in {seconds:.1f} s")
+    return 0

@@ -1,0 +1,92 @@
+"""Data sources of the training loop: the ``custom`` JSONL source and the skipping collator."""
+
+import json
+
+import pytest
+from PIL import Image
+
+from minigptv2.data.custom import CustomDataset
+from minigptv2.data.export import write_shapes
+from minigptv2.data.sample import Sample
+from minigptv2.errors import ConfigError, DataError
+from minigptv2.processor import Processor
+from minigptv2.prompts import Turn
+from minigptv2.train import loop
+from minigptv2.train.config import DataConfig, TrainConfig
+from minigptv2.train.data import Collator, StepBatchSampler, build_mixture
+from minigptv2.train.optim import OptimConfig
+
+
+def test_custom_source_needs_a_path_and_no_mix(tmp_path):
+    with pytest.raises(ConfigError, match=r"needs data\.path"):
+        build_mixture(DataConfig(source="custom"))
+    (tmp_path / "d.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="mix does not apply"):
+        build_mixture(DataConfig(source="custom", path=str(tmp_path / "d.jsonl"), mix={"a": 1}))
+
+
+def test_custom_source_visits_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    path = write_shapes(tmp_path, 10, seed=2)
+    mixture = build_mixture(DataConfig(source="custom", path=str(path)), seed=7)
+    rows = [sample.turns for sample in CustomDataset(path)]
+    epochs = [[mixture[("custom", n)].turns for n in range(e * 10, e * 10 + 10)] for e in (0, 1)]
+    for epoch in epochs:
+        assert sorted(map(repr, epoch)) == sorted(map(repr, rows))
+    assert epochs[0] != epochs[1] and epochs[0] != rows
+
+
+def test_custom_source_skips_bad_rows_and_counts_them(tmp_path):
+    Image.new("RGB", (20, 20)).save(tmp_path / "ok.png")
+    rows = [
+        {"image": "ok.png", "conversation": [{"user": "[vqa] q", "assistant": "a"}]},
+        {"image": "gone.png", "conversation": [{"user": "[vqa] q", "assistant": "a"}]},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(map(json.dumps, rows)) + "\n")
+    mixture = build_mixture(DataConfig(source="custom", path=str(path)))
+    samples = [mixture[("custom", n)] for n in range(8)]
+    assert all(sample.turns[0].assistant == "a" and sample.image is not None for sample in samples)
+    assert mixture.datasets["custom"].skipped["DataError"] >= 1
+
+
+def test_collator_leaves_out_over_long_samples(tokenizer, tiny_config):
+    processor = Processor(tokenizer, tiny_config.replace(max_txt_len=12))
+    collator = Collator(processor)
+    image = Image.new("RGB", (32, 32))
+    short = Sample(image, (Turn("[vqa] q", "yes"),), "vqa", "test")
+    long = Sample(image, (Turn("[vqa] q", "yes " * 40),), "vqa", "test")
+    batch = collator([short, long, short])
+    assert batch["input_ids"].shape[0] == 2 and batch["pixel_values"].shape[0] == 2
+    assert collator.skipped["test"] == 1
+    # A batch with nothing usable reuses the previous usable samples instead of failing.
+    assert collator([long])["input_ids"].shape[0] == 2
+    with pytest.raises(DataError, match="first batch"):
+        Collator(processor)([long])
+
+
+def test_a_run_trains_on_data_written_by_data_shapes(tmp_path):
+    path = write_shapes(tmp_path / "data", 16, seed=0)
+    config = TrainConfig(
+        model="tiny",
+        data=DataConfig(source="custom", path=str(path)),
+        steps=2,
+        batch_size=2,
+        save_every=2,
+        log_every=1,
+        tokenizer_vocab=480,
+        tokenizer_samples=40,
+        optim=OptimConfig(lr=1e-3, warmup_steps=1, warmup_lr=1e-4, min_lr=1e-4),
+        out_dir=str(tmp_path / "run"),
+    )
+    loop.train(config)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+
+
+def test_resumed_sampler_yields_the_samples_of_an_uninterrupted_run(tmp_path):
+    path = write_shapes(tmp_path, 6, seed=1)
+    mixture = build_mixture(DataConfig(source="custom", path=str(path)), seed=3)
+    straight = list(StepBatchSampler(mixture, 0, 6, batch=2, accum=2))
+    resumed = list(StepBatchSampler(mixture, 4, 6, batch=2, accum=2))
+    assert resumed == straight[8:]
+    assert [mixture[k].turns for k in resumed[0]] == [mixture[k].turns for k in straight[8]]
