@@ -6,7 +6,7 @@ each with its text and the boxes parsed from it in pixels of the original image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ from minigptv2.boxes import Grounding, parse_grounding
 from minigptv2.errors import CheckpointError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
+from minigptv2.model.decoding import Sampling
 from minigptv2.processor import Processor
 from minigptv2.prompts import EVAL_STYLE, STYLES, PromptStyle, Turn
+from minigptv2.streaming import TextDeltas
 
 # The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
@@ -49,6 +51,14 @@ class GenerationConfig:
         if self.do_sample:
             settings.update(temperature=self.temperature, top_p=self.top_p)
         return settings
+
+    def sampling(self) -> Sampling:
+        return Sampling(
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            repetition_penalty=self.repetition_penalty,
+        )
 
 
 # The demo's sampling settings (spec §7): temperature 0.6, top-p 0.9, repetition penalty 1.05.
@@ -138,6 +148,51 @@ class Assistant:
     ) -> Answer:
         """Answer ``prompt`` about ``image`` after the earlier, answered ``history`` turns."""
         return self.generate([image], [[*history, Turn(prompt)]], config)[0]
+
+    def stream(
+        self,
+        image: ImageSource | None,
+        prompt: str | Sequence[Turn],
+        config: GenerationConfig = GenerationConfig(),
+    ) -> Iterator[str]:
+        """Text deltas of the answer as tokens are generated; joined, they equal ``chat``'s text.
+
+        Bad input raises here, before any text; generation then runs as the caller iterates, one
+        token per step, and stops when the caller stops (``close()`` or dropping the iterator).
+        """
+        loaded = None if image is None else load_image(image)
+        batch = self.processor.generation_batch([prompt], [loaded], style=self.style)
+        return self._text_deltas(self.stream_ids(batch, config))
+
+    def stream_ids(
+        self, batch: dict[str, torch.Tensor], config: GenerationConfig = GenerationConfig()
+    ) -> Iterator[torch.Tensor]:
+        """The (B,) ids of each step for a ``Processor.generation_batch``; for benchmarks.
+
+        The first ``next()`` encodes the images and reads the prompts (time to first token).
+        """
+        return self.model.generate_steps(
+            **batch,
+            max_new_tokens=config.max_new_tokens,
+            eos_token_id=self.processor.tokenizer.eos_id,
+            pad_token_id=self.processor.tokenizer.pad_id,
+            sampling=config.sampling(),
+        )
+
+    def _text_deltas(self, steps: Iterator[torch.Tensor]) -> Iterator[str]:
+        deltas = TextDeltas(self.processor.tokenizer.decode, self.processor.tokenizer.eos_id)
+        try:
+            for ids in steps:
+                delta = deltas.push(int(ids[0]))
+                if delta:
+                    yield delta
+                if deltas.done:
+                    break
+            rest = deltas.finish()
+            if rest:
+                yield rest
+        finally:
+            steps.close()  # release the KV cache now, also when the consumer stops early
 
     def _answer(self, ids: torch.Tensor, image: Any) -> Answer:
         text = self.processor.decode(ids)

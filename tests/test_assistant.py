@@ -60,3 +60,54 @@ def test_bad_inputs_are_clear_errors(assistant, tmp_path):
         assistant.chat(image(), "[segment] the cat")
     with pytest.raises(PromptError, match="max_new_tokens"):
         GenerationConfig(max_new_tokens=0)
+
+
+STREAM_PROMPTS = ["[vqa] what colour?", "[grounding] describe this image in detail", "hello"]
+
+
+@pytest.mark.parametrize("prompt", STREAM_PROMPTS)
+def test_streamed_deltas_join_to_the_generated_text(assistant, prompt):
+    config = GenerationConfig(max_new_tokens=24)
+    deltas = list(assistant.stream(image(), prompt, config))
+    assert "".join(deltas) == assistant.chat(image(), prompt, config=config).text
+    assert all(deltas)  # no empty deltas are sent
+
+
+def test_stream_yields_while_generating_and_can_be_abandoned(assistant, monkeypatch):
+    import torch
+
+    steps_run = []
+    closed = []
+    real_steps = assistant.model.generate_steps
+
+    def tracked_steps(*args, **kwargs):
+        try:
+            for ids in real_steps(*args, **kwargs):
+                steps_run.append(ids)
+                yield ids
+        finally:
+            closed.append(True)
+
+    monkeypatch.setattr(assistant.model, "generate_steps", tracked_steps)
+    # Make every step produce text: the model always prefers one token.
+    tokenizer = assistant.processor.tokenizer
+    red = tokenizer.encode("red")[-1]
+    head = assistant.model.language_model.get_output_embeddings()
+    with torch.no_grad():
+        head.bias = torch.nn.Parameter(torch.zeros(head.out_features))
+        head.bias[red] = 1e4
+    stream = assistant.stream(image(), "[vqa] what colour?", GenerationConfig(max_new_tokens=50))
+    first = next(stream)
+    # Text arrives after the first step, long before the answer ends.
+    assert first == tokenizer.decode([red]) and len(steps_run) == 1
+    # Between steps the consumer is in its own grad mode, not the generator's inference mode.
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    stream.close()
+    assert closed == [True] and len(steps_run) <= 2
+
+
+def test_stream_checks_input_before_generating(assistant):
+    with pytest.raises(UnknownTaskError):
+        assistant.stream(image(), "[segment] the cat")
+    with pytest.raises(PromptError):
+        assistant.stream(image(), [Turn("[vqa] a", "b")])  # nothing left to answer

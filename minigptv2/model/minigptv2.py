@@ -9,14 +9,17 @@ those positions of the embedding sequence before the language model runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from minigptv2.config import MiniGPTv2Config, Trainable
 from minigptv2.constants import IMAGE_TOKEN_ID
 from minigptv2.errors import ImageSlotMismatchError
+from minigptv2.model.decoding import GREEDY, Sampling, decode
 from minigptv2.model.language import build_language_model
 from minigptv2.model.projector import Projector
 from minigptv2.model.vision import EvaViT
@@ -97,17 +100,26 @@ class MiniGPTv2(nn.Module):
         patch_tokens = features[:, 1:]  # drop CLS: (N, P, C)
         return self.projector(patch_tokens)  # (N, P / 4, hidden)
 
-    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with image features scattered into the ``IMAGE_TOKEN_ID`` positions."""
+    def embed(
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor | None,
+        *,
+        image_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with image features scattered into the ``IMAGE_TOKEN_ID`` positions.
+
+        ``image_features`` (N, num_image_tokens, hidden), from ``encode_images``, stand in for
+        ``pixel_values`` when the images were encoded before (a chat session encodes once).
+        """
         image_slots = input_ids == IMAGE_TOKEN_ID  # (B, T)
         embedding = self.language_model.get_input_embeddings()
         embeds = embedding(input_ids.masked_fill(image_slots, 0))  # (B, T, hidden)
-        expected = (
-            0 if pixel_values is None else pixel_values.shape[0] * self.config.num_image_tokens
-        )
+        images = image_features if image_features is not None else pixel_values
+        count = 0 if images is None else images.shape[0]
+        expected = count * self.config.num_image_tokens
         found = int(image_slots.sum())
         if found != expected:
-            count = 0 if pixel_values is None else pixel_values.shape[0]
             raise ImageSlotMismatchError(
                 f"the inputs have {found} image positions but {count} image(s) give {expected} "
                 f"features ({self.config.num_image_tokens} per image); build the ids with the "
@@ -115,9 +127,10 @@ class MiniGPTv2(nn.Module):
             )
         if expected == 0:
             return embeds
-        image_embeds = self.encode_images(pixel_values).to(embeds.dtype)  # (N, I, hidden)
+        if image_features is None:
+            image_features = self.encode_images(pixel_values)  # (N, I, hidden)
         # Images fill the slots in reading order: sample by sample, image by image.
-        return embeds.masked_scatter(image_slots.unsqueeze(-1), image_embeds)
+        return embeds.masked_scatter(image_slots.unsqueeze(-1), image_features.to(embeds.dtype))
 
     def forward(
         self,
@@ -134,7 +147,6 @@ class MiniGPTv2(nn.Module):
             use_cache=False,
         )
 
-    @torch.no_grad()
     def generate(
         self,
         input_ids: torch.Tensor,
@@ -144,19 +156,51 @@ class MiniGPTv2(nn.Module):
         max_new_tokens: int = 20,
         eos_token_id: int = 2,
         pad_token_id: int = 0,
-        **generation_kwargs: Any,
+        **sampling: Any,
     ) -> torch.Tensor:
         """Left-padded prompts -> (B, new tokens) ids; stops at ``eos_token_id`` (``</s>``).
 
-        Greedy by default; pass ``do_sample=True, temperature=…, top_p=…`` to sample. Runs through
-        ``transformers``' generation with a KV cache.
+        Greedy by default; pass ``do_sample=True, temperature=…, top_p=…`` (and optionally
+        ``repetition_penalty``) to sample. Rows that finish early are filled with ``pad_token_id``.
         """
-        embeds = self.embed(input_ids, pixel_values)
-        return self.language_model.generate(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
+        steps = self.generate_steps(
+            input_ids,
+            attention_mask,
+            pixel_values,
             max_new_tokens=max_new_tokens,
             eos_token_id=eos_token_id,
             pad_token_id=pad_token_id,
-            **{"do_sample": False, **generation_kwargs},
+            sampling=Sampling(**sampling),
+        )
+        return torch.stack(list(steps), dim=1)  # (B, new tokens)
+
+    def generate_steps(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        pixel_values: torch.Tensor | None = None,
+        *,
+        max_new_tokens: int,
+        eos_token_id: int,
+        pad_token_id: int,
+        sampling: Sampling = GREEDY,
+        cache: DynamicCache | None = None,
+        image_features: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the (B,) ids of each generated step; see ``decoding.decode``.
+
+        With a ``cache`` holding earlier positions, ``input_ids`` are only the new positions and
+        ``attention_mask`` covers the cached ones too.
+        """
+        with torch.inference_mode():
+            embeds = self.embed(input_ids, pixel_values, image_features=image_features)
+        yield from decode(
+            self.language_model,
+            embeds,
+            attention_mask,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos_token_id,
+            pad_token_id=pad_token_id,
+            sampling=sampling,
+            cache=cache,
         )

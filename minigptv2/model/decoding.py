@@ -1,0 +1,137 @@
+"""Token-by-token decoding with a KV cache: the loop behind generation, streaming and chat sessions.
+
+A lean stand-in for ``transformers``' ``generate``: the same greedy and sampled choices (repetition
+penalty over the generated tokens, then temperature, then top-p, as HF's logits processors apply
+them), but written as a Python generator. That gives three things ``generate`` does not:
+
+* one token per ``next()``, so streaming needs no background thread and a consumer that stops
+  iterating leaves nothing behind (the cache lives in the generator's frame);
+* a caller-owned ``DynamicCache``, so a chat session can keep the cache of the turns already read
+  and only run the new tokens through the model;
+* less per-step overhead (no logits processors, stopping criteria or output bookkeeping), which is
+  most of the time per token for a small model.
+
+Tensors only; the batch is left-padded, so each row's positions come from its attention mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is chosen from the logits; the defaults are greedy."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+
+
+GREEDY = Sampling()
+
+
+def decoder(language_model: nn.Module) -> nn.Module:
+    """The causal LM under a ``peft`` wrapper (its LoRA layers stay in place), else the model.
+
+    Calling it directly skips the wrapper's per-call argument handling.
+    """
+    base = getattr(language_model, "get_base_model", None)
+    return base() if callable(base) else language_model
+
+
+def forward_step(
+    language_model: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    cache: DynamicCache,
+) -> torch.Tensor:
+    """Run new positions through the model, extending ``cache``; logits of the last position.
+
+    ``attention_mask`` covers the cached and the new positions: (B, cached + new). Positions count
+    only attended tokens, so a left-padded row starts at 0 just as it would alone.
+    """
+    new = inputs_embeds.shape[1]
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -new:]  # (B, new)
+    output = language_model(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1,  # the vocabulary projection of earlier positions is never needed
+    )
+    return output.logits[:, -1].float()  # (B, vocab)
+
+
+def choose(logits: torch.Tensor, generated: torch.Tensor, sampling: Sampling) -> torch.Tensor:
+    """(B, vocab) logits -> (B,) next ids; ``generated`` (B, t) are the ids chosen so far."""
+    if sampling.repetition_penalty != 1.0 and generated.shape[1] > 0:
+        seen = logits.gather(1, generated)
+        # CTRL's penalty (HF's RepetitionPenaltyLogitsProcessor): shrink positive, grow negative.
+        seen = torch.where(
+            seen < 0, seen * sampling.repetition_penalty, seen / sampling.repetition_penalty
+        )
+        logits = logits.scatter(1, generated, seen)
+    if not sampling.do_sample:
+        return logits.argmax(-1)
+    logits = logits / sampling.temperature
+    if sampling.top_p < 1.0:
+        logits = _keep_top_p(logits, sampling.top_p)
+    return torch.multinomial(logits.softmax(-1), 1).squeeze(1)
+
+
+def _keep_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Mask all but the smallest set of most likely tokens whose probability reaches ``top_p``."""
+    ordered, order = logits.sort(-1, descending=False)
+    cumulative = ordered.softmax(-1).cumsum(-1)
+    drop = cumulative <= 1 - top_p
+    drop[:, -1] = False  # always keep the most likely token
+    return logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+
+
+def decode(
+    language_model: nn.Module,
+    inputs_embeds: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    sampling: Sampling = GREEDY,
+    cache: DynamicCache | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the (B,) ids of each new step until every row has produced ``eos_token_id``.
+
+    ``inputs_embeds`` (B, T, hidden) are the positions not yet in ``cache``; ``attention_mask``
+    (B, cached + T) covers both. Rows that have finished get ``pad_token_id``. The last token
+    yielded is not run through the model, so ``cache`` ends holding every position but that one.
+    Model calls run under ``inference_mode``, which is never held across a ``yield``: the
+    consumer's code between steps runs in whatever grad mode it chose.
+    """
+    model = decoder(language_model)
+    embedding = model.get_input_embeddings()
+    cache = DynamicCache() if cache is None else cache
+    batch = inputs_embeds.shape[0]
+    generated = torch.empty((batch, 0), dtype=torch.long, device=inputs_embeds.device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=inputs_embeds.device)
+    with torch.inference_mode():
+        logits = forward_step(model, inputs_embeds, attention_mask, cache)
+    for step in range(max_new_tokens):
+        with torch.inference_mode():
+            ids = choose(logits, generated, sampling).masked_fill(finished, pad_token_id)
+            generated = torch.cat([generated, ids[:, None]], dim=1)
+            finished = finished | (ids == eos_token_id)
+        yield ids
+        if bool(finished.all()) or step == max_new_tokens - 1:
+            return
+        with torch.inference_mode():
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
+            embeds = embedding(ids[:, None]).to(inputs_embeds.dtype)  # (B, 1, hidden)
+            logits = forward_step(model, embeds, attention_mask, cache)
