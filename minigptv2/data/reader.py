@@ -67,6 +67,7 @@ class Reader(torch.utils.data.Dataset):
         task: str | None,
         instruction: str,
         answer: str,
+        /,
         **targets: Any,
     ) -> Sample:
         """A one-turn sample of this source; ``targets`` keeps ground truth for evaluation."""
