@@ -1,12 +1,19 @@
-"""Process-group set-up for ``torchrun``: DDP over gloo on CPU, NCCL on GPUs."""
+"""Process-group set-up for ``torchrun`` and the few collectives the loop needs.
+
+DDP over gloo on CPU, NCCL on GPUs; ``fsdp.py`` holds the sharded alternative.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -37,3 +44,30 @@ def close_world(world: World) -> None:
 def barrier(world: World) -> None:
     if world.size > 1:
         dist.barrier()
+
+
+def all_ranks_agree(flag: bool, world: World) -> bool:
+    """True only if ``flag`` is true on every rank (a logical AND over the group)."""
+    if world.size == 1:
+        return flag
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor(1.0 if flag else 0.0, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+@contextlib.contextmanager
+def gradient_sync(network: nn.Module, sync: bool) -> Iterator[None]:
+    """Skip the cross-rank gradient reduction for micro-batches that are not a step's last.
+
+    Accumulating locally and reducing once per step sends ``grad_accum`` times less data; the
+    averaged gradient is the same.
+    """
+    if isinstance(network, DistributedDataParallel) and not sync:
+        with network.no_sync():
+            yield
+        return
+    set_sync = getattr(network, "set_requires_gradient_sync", None)  # an FSDP2 module
+    if set_sync is not None:
+        set_sync(sync)
+    yield

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,8 +31,16 @@ from minigptv2.train.checkpoint import (
 )
 from minigptv2.train.config import TrainConfig, resolve_precision
 from minigptv2.train.data import Collator, StepBatchSampler, build_mixture, corpus
-from minigptv2.train.distributed import World, barrier, close_world, init_world
+from minigptv2.train.distributed import (
+    World,
+    all_ranks_agree,
+    barrier,
+    close_world,
+    gradient_sync,
+    init_world,
+)
 from minigptv2.train.optim import build_optimizer, learning_rate
+from minigptv2.train.plot import NothingToPlot, plot_curves
 
 # Pieces a from-scratch tokenizer keeps whole: the template, the task identifiers and the box
 # grammar with its 101 coordinates (a box is then 6 tokens instead of about 18).
@@ -87,8 +94,14 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     model.train()
 
     log_file = (out / "metrics.jsonl").open("a") if world.is_main else None
+    # tqdm's own counters give step/total, elapsed and the ETA (it excludes ``initial`` from the
+    # rate, so a resumed run's ETA is right); loss, lr and samples/s go in the postfix.
     progress = tqdm(
-        total=config.steps, initial=start, disable=not world.is_main, dynamic_ncols=True
+        total=config.steps,
+        initial=start,
+        unit="step",
+        disable=not world.is_main,
+        dynamic_ncols=True,
     )
     batches = iter(loader)
     step = start
@@ -99,18 +112,21 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             try:
-                loss = _optimisation_step(network, model, optimizer, batches, config)
+                loss = _optimisation_step(network, model, optimizer, batches, config, world)
             except NonFiniteLoss as error:
-                _say(world, f"step {step}: {error}; skipped, weights unchanged")
+                _say(world, f"step {step + 1}: {error}; skipped, weights unchanged")
+                progress.update(1)
+                _log(log_file, {"step": step + 1, "lr": lr, "skipped": str(error)})
                 continue
             seconds = time.perf_counter() - began
             samples_per_s = config.batch_size * config.grad_accum * world.size / seconds
             progress.update(1)
-            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", sps=f"{samples_per_s:.0f}")
-            if log_file and (step + 1) % config.log_every == 0:
+            progress.set_postfix(
+                loss=f"{loss:.3f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s:.1f}"
+            )
+            if (step + 1) % config.log_every == 0:
                 record = {"step": step + 1, "loss": loss, "lr": lr, "samples_per_s": samples_per_s}
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+                _log(log_file, record)
             if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
                 _checkpoint(world, out, step + 1, model, optimizer)
         _checkpoint(world, out, config.steps, model, optimizer)
@@ -124,7 +140,24 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
         progress.close()
         if log_file:
             log_file.close()
+            _plot(world, out)
         close_world(world)
+
+
+def _log(log_file: Any, record: dict[str, Any]) -> None:
+    if log_file:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+
+def _plot(world: World, out: Path) -> None:
+    """``out/curves.png`` from the log; a failure to plot never fails the run it describes."""
+    try:
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
+    except NothingToPlot as error:
+        _say(world, f"no curves.png: {error}")
+    else:
+        _say(world, f"loss and learning-rate curves: {out / 'curves.png'}")
 
 
 def _optimisation_step(
@@ -133,6 +166,7 @@ def _optimisation_step(
     optimizer: torch.optim.Optimizer,
     batches: Any,
     config: TrainConfig,
+    world: World,
 ) -> float:
     """Accumulate ``grad_accum`` micro-batches, clip, step. Returns the mean loss."""
     total = 0.0
@@ -141,14 +175,16 @@ def _optimisation_step(
         if resolve_precision(config.precision) == "bf16"
         else contextlib.nullcontext()
     )
-    for _ in range(config.grad_accum):
+    for micro in range(config.grad_accum):
         batch = next(batches)
-        with autocast:
+        # Gradients are averaged across ranks only on the last micro-batch of the step.
+        with gradient_sync(network, micro == config.grad_accum - 1), autocast:
             loss = network(**batch).loss / config.grad_accum
-        if not math.isfinite(loss.item()):
-            optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(f"loss is {loss.item()}")
-        loss.backward()
+            # Every rank must take the same branch, or the others wait forever in backward.
+            if not all_ranks_agree(bool(torch.isfinite(loss.detach())), world):
+                optimizer.zero_grad(set_to_none=True)
+                raise NonFiniteLoss(f"loss is {loss.item()} on this or another rank")
+            loss.backward()
         total += loss.item()
     if config.optim.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)

@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from minigptv2.checkpoints import load_pretrained
 from minigptv2.cli import main
@@ -43,6 +44,8 @@ def test_a_run_logs_checkpoints_and_exports_a_loadable_model(tmp_path):
     ]
     model, tokenizer = load_pretrained(exported)
     assert model.config.language.vocab_size == tokenizer.vocab_size
+    with Image.open(run / "curves.png") as curves:
+        assert curves.format == "PNG" and curves.size == (800, 600)
 
 
 def test_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, monkeypatch):
@@ -74,11 +77,11 @@ def test_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, monkey
         assert second[step] == pytest.approx(first[step], abs=1e-6), step
 
 
-def test_non_finite_loss_skips_the_step_without_touching_weights(tmp_path, monkeypatch):
+def test_non_finite_loss_skips_the_step_without_touching_weights(tmp_path, monkeypatch, capsys):
     config = tiny_run(tmp_path, steps=2, save_every=10)
     seen = {}
 
-    def poisoned_step(network, model, optimizer, batches, config):
+    def poisoned_step(network, model, optimizer, batches, *args):
         seen.setdefault("before", {k: v.clone() for k, v in model.projector.state_dict().items()})
         next(batches)
         raise loop.NonFiniteLoss("loss is nan")
@@ -88,6 +91,14 @@ def test_non_finite_loss_skips_the_step_without_touching_weights(tmp_path, monke
     model, _ = load_pretrained(exported)
     for key, value in seen["before"].items():
         torch.testing.assert_close(model.projector.state_dict()[key], value)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert records == [
+        {"step": 1, "lr": pytest.approx(1e-4), "skipped": "loss is nan"},
+        {"step": 2, "lr": pytest.approx(5.5e-4), "skipped": "loss is nan"},
+    ]
+    # Nothing finite to draw: the run still ends normally and says why there is no plot.
+    assert not (tmp_path / "run" / "curves.png").exists()
+    assert "no curves.png" in capsys.readouterr().out
 
 
 def test_cli_train_with_overrides(tmp_path):
