@@ -1,10 +1,10 @@
 """Turning a stage's data config into a mixture, step-addressed batches and a tokenizer corpus.
 
 Batches are addressed by step: micro-batch ``m`` of step ``s`` on rank ``r`` is micro-batch
-position ``p = (s * accum + m) * world + r``, and its ``k``-th sample is sample ``n = p * batch + k``
-of the run, which draws its dataset from the mixture at ``n`` and reads that dataset's item ``n``.
-A resumed run therefore reads exactly the samples an uninterrupted run would have read, without
-saving any sampler state beyond the step.
+position ``p = (s * accum + m) * world + r``, and its ``k``-th sample is sample
+``n = p * batch + k`` of the run, which draws its dataset from the mixture at ``n`` and reads
+that dataset's item ``n``. A resumed run therefore reads exactly the samples an uninterrupted run
+would have read, without saving any sampler state beyond the step.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ class StepBatchSampler(Sampler[list[MixtureKey]]):
 class Collator:
     """Samples -> a right-padded training batch; runs in the data workers.
 
-    A sample the processor refuses (too long for the context or ``max_txt_len``) is left out of
-    its batch and counted in ``skipped``, so one odd row never stops a long run. A batch whose
-    every sample is refused is replaced by the previous batch's usable samples.
+    A sample the processor refuses (too long for the context or ``max_txt_len``, or a message that
+    opens with an unknown ``[tag]``) is left out of its batch and counted in ``skipped``, so one
+    odd row never stops a long run. A batch whose every sample is refused is replaced by the
+    previous batch's usable samples.
     """
 
     def __init__(self, processor: Processor, style: PromptStyle = TRAIN_STYLE) -> None:
@@ -123,8 +124,8 @@ class Collator:
         )
 
     def _usable(self, sample: Sample) -> bool:
-        pieces = render(sample.turns, image=sample.image is not None, style=self.style)
         try:
+            pieces = render(sample.turns, image=sample.image is not None, style=self.style)
             encoded = self.processor.encode(pieces)
             if len(encoded) > self.processor.max_positions:
                 raise PromptError(
