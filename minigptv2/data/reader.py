@@ -20,7 +20,7 @@ from typing import Any
 import torch.utils.data
 from PIL import Image
 
-from minigptv2.boxes import box_to_text, xywh_to_xyxy
+from minigptv2.boxes import Box, box_to_text, phrase_to_text, xywh_to_xyxy
 from minigptv2.data.sample import Sample
 from minigptv2.errors import DataError
 from minigptv2.images import load_image
@@ -111,3 +111,28 @@ def require(record: Any, keys: Sequence[str], where: str) -> None:
         raise DataError(
             f"{where}: record lacks {missing}; is this the right file for this dataset?"
         )
+
+
+def grounded_caption(
+    caption: str,
+    spans: Sequence[tuple[int, int, Sequence[Box]]],
+    width: float,
+    height: float,
+) -> str:
+    """``caption`` with each ``caption[start:end]`` replaced by ``<p>phrase</p> {box}<delim>…``.
+
+    Spans over the same characters are merged (one phrase, several boxes); a span that overlaps
+    an earlier one is left ungrounded, since phrase tags cannot nest.
+    """
+    merged: dict[tuple[int, int], list[Box]] = {}
+    for start, end, boxes in spans:
+        merged.setdefault((start, end), []).extend(boxes)
+    pieces, cursor = [], 0
+    for (start, end), boxes in sorted(merged.items()):
+        if start < cursor or not boxes or not caption[start:end].strip():
+            continue
+        pieces.append(caption[cursor:start])
+        pieces.append(phrase_to_text(caption[start:end].strip(), boxes, width, height))
+        cursor = end
+    pieces.append(caption[cursor:])
+    return " ".join("".join(pieces).split())
