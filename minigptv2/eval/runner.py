@@ -2,7 +2,8 @@
 
 With ``--out DIR`` each prediction is appended to ``DIR/predictions.jsonl`` as soon as its batch
 is done, so a killed run resumes where it stopped and scores exactly as an uninterrupted one;
-``DIR/scores.json`` and ``DIR/scores.md`` hold the result.
+``DIR/scores.json`` and ``DIR/scores.md`` hold the result, the latter with the paper's number
+beside ours where the paper reports one.
 """
 
 from __future__ import annotations
@@ -15,12 +16,29 @@ from typing import Any
 
 from tqdm import tqdm
 
-from minigptv2.assistant import Assistant, GenerationConfig
+from minigptv2.assistant import Assistant
 from minigptv2.errors import ConfigError
-from minigptv2.eval import shapes
+from minigptv2.eval import refcoco, shapes
+from minigptv2.eval.benchmark import Benchmark, Item, Record, Source
+from minigptv2.eval.paper_numbers import paper_numbers
 
-BENCHMARKS = {"shapes": shapes}
+BENCHMARKS: dict[str, Benchmark] = {
+    "shapes": shapes.BENCHMARK,
+    **refcoco.BENCHMARKS,
+}
 PREDICTIONS = "predictions.jsonl"
+
+
+def get_benchmark(name: str, split: str | None = None) -> Benchmark:
+    """The benchmark called ``name``, checking ``split`` (None: any) is one of its splits."""
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
+    benchmark = BENCHMARKS[name]
+    if split is not None and split not in benchmark.splits:
+        raise ConfigError(
+            f"{name} has no split {split!r}; use --split with one of {', '.join(benchmark.splits)}"
+        )
+    return benchmark
 
 
 def evaluate(
@@ -28,44 +46,72 @@ def evaluate(
     benchmark: str = "shapes",
     split: str = "test",
     *,
-    per_task: int = 200,
+    limit: int | None = None,
+    per_task: int | None = None,
     batch_size: int = 16,
     out: Path | None = None,
     identity: str = "",
+    data_root: Path | None = None,
+    images: Path | None = None,
 ) -> dict[str, Any]:
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; available: {', '.join(BENCHMARKS)}")
-    module = BENCHMARKS[benchmark]
-    items = module.items(split, per_task)
+    """Score ``assistant`` on one benchmark split; returns the summary (fractions in [0, 1]).
+
+    ``limit`` keeps the first N questions (Shapes: N per task; ``per_task`` is its old name).
+    """
+    bench = get_benchmark(benchmark, split)
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    source = Source(split, data_root, images, limit if limit is not None else per_task)
+    items = bench.load(source)
+    identity = f"{identity} | {benchmark} {split}"
     records = _previous(out, identity) if out is not None else {}
     todo = [item for item in items if item.key not in records]
     with tqdm(
-        total=len(items), initial=len(items) - len(todo), unit="item", file=sys.stderr
+        total=len(items),
+        initial=len(items) - len(todo),
+        unit="item",
+        desc=f"{benchmark} {split}",
+        file=sys.stderr,
+        dynamic_ncols=True,
     ) as bar:
         for batch in _batches(todo, batch_size):
-            config = GenerationConfig(max_new_tokens=module.MAX_NEW_TOKENS[batch[0].task])
-            answers = assistant.generate(
-                [item.image for item in batch], [item.prompt for item in batch], config
-            )
             new = [
-                module.score(item, answer.text) for item, answer in zip(batch, answers, strict=True)
+                {**bench.score(item, text), **extras}
+                for item, (text, extras) in zip(
+                    batch, _answers(bench, assistant, batch), strict=True
+                )
             ]
             for record in new:
                 records[record["key"]] = record
             if out is not None:
                 _append(out / PREDICTIONS, new)
             bar.update(len(batch))
-    summary = module.summarise([records[item.key] for item in items])
+    summary = bench.summarise([records[item.key] for item in items])
     summary.update(benchmark=benchmark, split=split)
+    paper = paper_numbers(benchmark, split)
+    if paper:
+        summary["paper"] = paper
     if out is not None:
         (out / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out / "scores.md").write_text(markdown_table(summary) + "\n")
     return summary
 
 
-def _batches(items: Sequence[shapes.Item], size: int) -> list[list[shapes.Item]]:
+def _answers(
+    bench: Benchmark, assistant: Assistant, batch: list[Item]
+) -> list[tuple[str, dict[str, Any]]]:
+    if bench.answer is not None:
+        return bench.answer(assistant, batch)
+    config = bench.generation(batch[0].task)
+    answers = assistant.generate(
+        [item.image for item in batch], [item.prompt for item in batch], config
+    )
+    return [(answer.text, {}) for answer in answers]
+
+
+def _batches(items: Sequence[Item], size: int) -> list[list[Item]]:
     """Batches of one task each, so every batch has one answer length."""
-    batches: list[list[shapes.Item]] = []
+    batches: list[list[Item]] = []
     for item in items:
         if batches and batches[-1][0].task == item.task and len(batches[-1]) < size:
             batches[-1].append(item)
@@ -74,15 +120,19 @@ def _batches(items: Sequence[shapes.Item], size: int) -> list[list[shapes.Item]]
     return batches
 
 
-def _previous(out: Path, identity: str) -> dict[str, dict[str, Any]]:
-    """Predictions of an earlier, interrupted run of the same model into ``out``."""
+def _previous(out: Path, identity: str) -> dict[str, Record]:
+    """Predictions of an earlier, interrupted run of the same model and split into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     meta = out / "meta.json"
-    if meta.is_file() and json.loads(meta.read_text()).get("model") != identity:
-        raise ConfigError(
-            f"{out} holds predictions of another model ({json.loads(meta.read_text())['model']});"
-            " pass a different --out"
-        )
+    if meta.is_file():
+        try:
+            earlier = json.loads(meta.read_text()).get("model")
+        except json.JSONDecodeError:
+            earlier = None
+        if earlier != identity:
+            raise ConfigError(
+                f"{out} holds predictions of another run ({earlier}); pass a different --out"
+            )
     meta.write_text(json.dumps({"model": identity}) + "\n")
     records = {}
     path = out / PREDICTIONS
@@ -96,23 +146,51 @@ def _previous(out: Path, identity: str) -> dict[str, dict[str, Any]]:
     return records
 
 
-def _append(path: Path, records: list[dict[str, Any]]) -> None:
+def _append(path: Path, records: list[Record]) -> None:
     with path.open("a") as file:
         for record in records:
             file.write(json.dumps(record) + "\n")
+        file.flush()
+
+
+# -- the table ---------------------------------------------------------------------------------
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    rows = [("metric", "value", "n")]
-    counts = summary["n"]
-    for metric, task in (
-        ("refer_acc50", "refer"),
-        ("vqa_acc", "vqa"),
-        ("identify_acc", "identify"),
-        ("detection_f1", "detection"),
-        ("grounding_recall50", "grounding"),
-    ):
-        rows.append((metric, f"{summary[metric]:.3f}", str(counts[task])))
-    lines = ["| " + " | ".join(row) + " |" for row in rows]
-    lines.insert(1, "|---|---|---|")
+    """Our numbers beside the paper's (MiniGPT-v2 and -chat, 7B), percentages to 2 decimals."""
+    bench = BENCHMARKS[summary["benchmark"]]
+    paper = summary.get("paper", {})
+    lines = [
+        f"### {summary['benchmark']} {summary['split']}",
+        "",
+        "| metric | ours | MiniGPT-v2 (paper) | MiniGPT-v2-chat (paper) |",
+        "|---|---|---|---|",
+    ]
+    for metric in bench.headline:
+        reported = paper.get(metric, {})
+        lines.append(
+            f"| {metric} (%) | {100 * summary[metric]:.2f} | {_paper(reported, 'minigptv2')} "
+            f"| {_paper(reported, 'minigptv2_chat')} |"
+        )
+    for metric in bench.numbers:
+        reported = paper.get(metric, {})
+        lines.append(
+            f"| {metric} | {summary[metric]:.2f} | {_paper(reported, 'minigptv2')} "
+            f"| {_paper(reported, 'minigptv2_chat')} |"
+        )
+    lines += [
+        "",
+        f"n: {_counts(summary['n'])}; unparsable answers: {_counts(summary['unparsable'])}",
+    ]
     return "\n".join(lines)
+
+
+def _paper(reported: dict[str, float], model: str) -> str:
+    value = reported.get(model)
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _counts(value: int | dict[str, int]) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{task} {count}" for task, count in value.items())
+    return str(value)

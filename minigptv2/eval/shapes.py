@@ -14,27 +14,18 @@ An answer with no parsable box counts as a miss and is counted in ``unparsable``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from minigptv2.boxes import parse_box, parse_grounding
 from minigptv2.data.sample import Sample
 from minigptv2.data.shapes import evaluation_set
+from minigptv2.eval.benchmark import Benchmark, Item, Source
 from minigptv2.eval.metrics import Matching, exact_match, match_boxes, refer_correct
 
 # Answer lengths: a box is short, a grounded caption of four objects is the longest.
 MAX_NEW_TOKENS = {"refer": 16, "vqa": 8, "identify": 8, "detection": 64, "grounding": 96}
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark question: what the model is asked and what scoring needs."""
-
-    key: str
-    task: str
-    image: Any
-    prompt: str
-    target: dict[str, Any]
+# Questions per task when no --limit is given.
+DEFAULT_PER_TASK = 200
 
 
 def items(split: str, per_task: int) -> list[Item]:
@@ -49,6 +40,11 @@ def items(split: str, per_task: int) -> list[Item]:
 def _item(task: str, index: int, sample: Sample) -> Item:
     turn = sample.turns[0]
     return Item(f"{task}:{index}", task, sample.image, turn.user, dict(sample.targets))
+
+
+def load(source: Source) -> list[Item]:
+    """``--limit`` questions of every task (default 200); no files needed."""
+    return items(source.split, source.limit or DEFAULT_PER_TASK)
 
 
 def score(item: Item, answer: str) -> dict[str, Any]:
@@ -120,3 +116,20 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             task: sum(not row["parsed"] for row in rows) for task, rows in by_task.items()
         },
     }
+
+
+def generation(task: str):
+    from minigptv2.assistant import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=MAX_NEW_TOKENS[task])
+
+
+BENCHMARK = Benchmark(
+    name="shapes",
+    splits=("test", "val"),
+    load=load,
+    score=score,
+    summarise=summarise,
+    generation=generation,
+    headline=("refer_acc50", "vqa_acc", "identify_acc", "detection_f1", "grounding_recall50"),
+)

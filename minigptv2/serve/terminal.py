@@ -215,29 +215,44 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--benchmark", default="shapes", help="benchmark name (shapes)")
-    parser.add_argument("--split", default="test", help="split to evaluate (val or test)")
-    parser.add_argument("--limit", type=int, default=200, help="questions per task")
+    parser.add_argument(
+        "--benchmark",
+        default="shapes",
+        help="shapes, refcoco, refcoco+, refcocog, okvqa, vqav2, gqa, vsr, iconvqa, vizwiz, "
+        "hateful_memes, chair, pope",
+    )
+    parser.add_argument(
+        "--split", help="e.g. test, val, testA, testdev, random, long (default: the first one)"
+    )
+    parser.add_argument(
+        "--limit", type=int, help="evaluate the first N questions (Shapes: per task, default 200)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--data-root", type=Path, help="folder with the benchmark's annotations")
+    parser.add_argument("--images", type=Path, help="folder with its images (default: data root)")
     parser.add_argument("--out", type=Path, help="folder for resumable predictions and scores")
     parser.add_argument("--json", action="store_true", help="print the scores as one JSON object")
     add_model_arguments(parser)
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Score a model on a benchmark; prints a table (or JSON)."""
-    from minigptv2.eval.runner import evaluate, markdown_table
+    """Score a model on a benchmark with the paper's prompts; prints a table (or JSON)."""
+    from minigptv2.eval.runner import evaluate, get_benchmark, markdown_table
 
-    assistant = load_assistant(args)
+    split = args.split or get_benchmark(args.benchmark).splits[0]
+    get_benchmark(args.benchmark, split)
+    assistant = load_assistant(args)  # after the names are checked: a typo fails in a second
     identity = str(args.model or args.checkpoint or "shipped")
     summary = evaluate(
         assistant,
         args.benchmark,
-        args.split,
-        per_task=args.limit,
+        split,
+        limit=args.limit,
         batch_size=args.batch_size,
         out=args.out,
         identity=identity,
+        data_root=args.data_root,
+        images=args.images,
     )
     print(json.dumps(summary) if args.json else markdown_table(summary))
     return 0

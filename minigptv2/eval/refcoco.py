@@ -1,0 +1,140 @@
+"""RefCOCO, RefCOCO+ and RefCOCOg referring-expression comprehension (spec §6.2).
+
+Files: the authors' evaluation splits, one JSON list per split named ``{dataset}_{split}.json``
+(flat, or in a ``{dataset}/`` subfolder as their script expects). Each entry is one expression::
+
+    {"img_id": "COCO_train2014_000000580957_4", "sents": "bowl behind the others",
+     "bbox": [468.3, 0.91, 171.7, 116.12], "height": 428, "width": 640}
+
+The image is the first 27 characters of ``img_id`` + ``.jpg`` (COCO train2014). Prompt
+``[refer] give me the location of {sents}``, greedy decoding, 20 new tokens.
+
+Scoring is per expression: the reference script kept one answer per image, so images with several
+expressions were scored on the last answer only. ``acc50`` is the standard Acc@0.5 (IoU >= 0.5);
+``acc50_reference_rule`` uses the reference's "+1 pixel" IoU and strict ``> 0.5``, the rule the
+paper's numbers were computed with. An answer without a box is a miss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from minigptv2.boxes import parse_box, xywh_to_xyxy
+from minigptv2.eval.benchmark import (
+    Benchmark,
+    BenchmarkDataError,
+    Item,
+    Record,
+    Source,
+    find_file,
+    greedy,
+    limited,
+    read_json,
+    require,
+    resolve_images,
+)
+from minigptv2.eval.metrics import refer_iou, refer_scores
+
+SPLITS = {
+    "refcoco": ("val", "testA", "testB"),
+    "refcoco+": ("val", "testA", "testB"),
+    "refcocog": ("val", "test"),
+}
+PROMPT = "[refer] give me the location of {}"
+IMAGE_NAME_LENGTH = 27  # "COCO_train2014_" + 12 digits
+FIELDS = ("img_id", "sents", "bbox", "height", "width")
+
+
+def split_file(source: Source, dataset: str) -> Any:
+    folder = source.annotations(dataset, "the folder with refcoco_val.json etc.")
+    name = f"{dataset}_{source.split}.json"
+    return find_file(folder, (name, f"{dataset}/{name}"), dataset)
+
+
+def read_entries(path: Any, dataset: str) -> list[dict[str, Any]]:
+    """The split's entries, checked: every field present, a 4-number box, a positive size."""
+    rows = read_json(path)
+    if not isinstance(rows, list):
+        raise BenchmarkDataError(f"{path} should hold a JSON list of expressions")
+    entries = []
+    for index, row in enumerate(rows):
+        where = f"{path} entry {index}"
+        row = require(row, FIELDS, where)
+        bbox = row["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4):
+            raise BenchmarkDataError(f"{where}: bbox must be [x, y, w, h], got {bbox!r}")
+        if not (row["width"] > 0 and row["height"] > 0):
+            raise BenchmarkDataError(f"{where}: width/height must be positive")
+        sentence = row["sents"]
+        if isinstance(sentence, list):  # the reference's re-queued form, one expression
+            sentence = sentence[0]
+        entries.append({**row, "sents": str(sentence)})
+    return entries
+
+
+def loader(dataset: str):
+    def load(source: Source) -> list[Item]:
+        entries = limited(read_entries(split_file(source, dataset), dataset), source.limit)
+        names = [entry["img_id"][:IMAGE_NAME_LENGTH] + ".jpg" for entry in entries]
+        root = source.image_root(dataset)
+        images = resolve_images(root, [(name, f"train2014/{name}") for name in names], dataset)
+        return [
+            Item(
+                key=f"{index}",  # position in the split file: one key per expression
+                task="refer",
+                image=image,
+                prompt=PROMPT.format(entry["sents"]),
+                target={
+                    "img_id": entry["img_id"],
+                    "box": list(xywh_to_xyxy(entry["bbox"])),
+                    "width": entry["width"],
+                    "height": entry["height"],
+                },
+            )
+            for index, (entry, image) in enumerate(zip(entries, images, strict=True))
+        ]
+
+    return load
+
+
+def score(item: Item, answer: str) -> Record:
+    target = item.target
+    box = parse_box(answer, target["width"], target["height"], allow_bare=False)
+    return {
+        "key": item.key,
+        "img_id": target["img_id"],
+        "answer": answer,
+        "parsed": box is not None,
+        "box": None if box is None else list(box),  # pixels; JSON keeps floats exactly
+        "target": target["box"],
+        "iou": refer_iou(box, tuple(target["box"])),
+    }
+
+
+def summarise(records: list[Record]) -> dict[str, Any]:
+    """Acc@0.5 under both rules and mean IoU, one prediction per expression."""
+    predicted = [None if r["box"] is None else tuple(r["box"]) for r in records]
+    targets = [tuple(r["target"]) for r in records]
+    standard = refer_scores(predicted, targets)
+    reference = refer_scores(predicted, targets, reference_rule=True)
+    return {
+        "acc50": standard.acc50,
+        "acc50_reference_rule": reference.acc50,
+        "mean_iou": standard.mean_iou,
+        "n": standard.n,
+        "unparsable": standard.unparsable,
+    }
+
+
+BENCHMARKS = {
+    dataset: Benchmark(
+        name=dataset,
+        splits=splits,
+        load=loader(dataset),
+        score=score,
+        summarise=summarise,
+        generation=greedy(20),
+        headline=("acc50", "acc50_reference_rule", "mean_iou"),
+    )
+    for dataset, splits in SPLITS.items()
+}
