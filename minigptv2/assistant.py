@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,6 +21,9 @@ from minigptv2.model.decoding import Sampling
 from minigptv2.processor import Processor
 from minigptv2.prompts import EVAL_STYLE, STYLES, PromptStyle, Turn
 from minigptv2.streaming import TextDeltas
+
+if TYPE_CHECKING:
+    from minigptv2.session import ChatSession
 
 # The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
@@ -148,6 +151,12 @@ class Assistant:
     ) -> Answer:
         """Answer ``prompt`` about ``image`` after the earlier, answered ``history`` turns."""
         return self.generate([image], [[*history, Turn(prompt)]], config)[0]
+
+    def session(self, image: ImageSource | None = None) -> ChatSession:
+        """A multi-turn chat about ``image`` that encodes it once and reuses the KV cache."""
+        from minigptv2.session import ChatSession
+
+        return ChatSession(self, image)
 
     def stream(
         self,
