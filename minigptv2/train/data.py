@@ -50,9 +50,17 @@ def _custom(config: DataConfig, split: str, seed: int) -> Mixture:
     return Mixture({"custom": Stream(CustomDataset(config.path), seed)}, {"custom": 1.0}, seed)
 
 
+def _paper(config: DataConfig, split: str, seed: int) -> Mixture:
+    """The paper's datasets under the data root ``data.path``, by ``data.mix`` ratios."""
+    from minigptv2.data.paper import paper_mixture
+
+    return paper_mixture(config.path, config.mix, seed)
+
+
 DATA_SOURCES: dict[str, Callable[[DataConfig, str, int], Mixture]] = {
     "shapes": _shapes,
     "custom": _custom,
+    "paper": _paper,
 }
 
 
