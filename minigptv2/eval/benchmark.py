@@ -136,6 +136,13 @@ def require(row: Any, keys: Iterable[str], where: str) -> dict[str, Any]:
     return row
 
 
+def require_rows(rows: Any, keys: Sequence[str], path: Path) -> list[dict[str, Any]]:
+    """Every row of a list-shaped file checked with ``require``."""
+    if not isinstance(rows, list):
+        raise BenchmarkDataError(f"{path} should hold a list of entries")
+    return [require(row, keys, f"{path} entry {index}") for index, row in enumerate(rows)]
+
+
 def resolve_images(root: Path, candidates: Sequence[Sequence[str]], benchmark: str) -> list[Path]:
     """For each item, the first existing candidate file under ``root``; all missing ones reported.
 

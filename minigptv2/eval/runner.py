@@ -18,13 +18,32 @@ from tqdm import tqdm
 
 from minigptv2.assistant import Assistant
 from minigptv2.errors import ConfigError
-from minigptv2.eval import refcoco, shapes
+from minigptv2.eval import (
+    chair,
+    gqa,
+    hateful_memes,
+    iconvqa,
+    pope,
+    refcoco,
+    shapes,
+    vizwiz,
+    vqa,
+    vsr,
+)
 from minigptv2.eval.benchmark import Benchmark, Item, Record, Source
 from minigptv2.eval.paper_numbers import paper_numbers
 
 BENCHMARKS: dict[str, Benchmark] = {
     "shapes": shapes.BENCHMARK,
     **refcoco.BENCHMARKS,
+    **vqa.BENCHMARKS,
+    "gqa": gqa.BENCHMARK,
+    "vsr": vsr.BENCHMARK,
+    "iconvqa": iconvqa.BENCHMARK,
+    "vizwiz": vizwiz.BENCHMARK,
+    "hateful_memes": hateful_memes.BENCHMARK,
+    "chair": chair.BENCHMARK,
+    "pope": pope.BENCHMARK,
 }
 PREDICTIONS = "predictions.jsonl"
 
@@ -169,13 +188,13 @@ def markdown_table(summary: dict[str, Any]) -> str:
     for metric in bench.headline:
         reported = paper.get(metric, {})
         lines.append(
-            f"| {metric} (%) | {100 * summary[metric]:.2f} | {_paper(reported, 'minigptv2')} "
+            f"| {metric} (%) | {_ours(summary[metric], 100)} | {_paper(reported, 'minigptv2')} "
             f"| {_paper(reported, 'minigptv2_chat')} |"
         )
     for metric in bench.numbers:
         reported = paper.get(metric, {})
         lines.append(
-            f"| {metric} | {summary[metric]:.2f} | {_paper(reported, 'minigptv2')} "
+            f"| {metric} | {_ours(summary[metric], 1)} | {_paper(reported, 'minigptv2')} "
             f"| {_paper(reported, 'minigptv2_chat')} |"
         )
     lines += [
@@ -183,6 +202,10 @@ def markdown_table(summary: dict[str, Any]) -> str:
         f"n: {_counts(summary['n'])}; unparsable answers: {_counts(summary['unparsable'])}",
     ]
     return "\n".join(lines)
+
+
+def _ours(value: float | None, scale: float) -> str:
+    return "–" if value is None else f"{scale * value:.2f}"  # None: e.g. AUROC of one class
 
 
 def _paper(reported: dict[str, float], model: str) -> str:
