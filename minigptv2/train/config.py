@@ -54,6 +54,13 @@ class TrainConfig:
     out_dir: str = "runs/train"
     save_every: int = 500
     log_every: int = 10
+    # Periodic evaluation on a held-out split (rank 0, every ``eval_every`` steps and at the end;
+    # None: never): ``eval_items`` questions per task of ``eval_benchmark``'s ``eval_split``.
+    # "val" keeps the test split unseen while a run is being tuned.
+    eval_every: int | None = None
+    eval_items: int = 50
+    eval_benchmark: str = "shapes"
+    eval_split: str = "val"
     seed: int = 42
     # The tokenizer trained for a from-scratch model (ignored with init_from): its vocabulary
     # size and how many rendered samples it is trained on.
@@ -63,9 +70,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {PRECISIONS}")
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "eval_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every is not None and self.eval_every < 1:
+            raise ConfigError(
+                f"eval_every must be at least 1, got {self.eval_every}; use null to never evaluate"
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -20,10 +20,12 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from minigptv2.config import get_preset
+from minigptv2.errors import MiniGPTv2Error
 from minigptv2.model import MiniGPTv2
 from minigptv2.processor import Processor
 from minigptv2.tasks import TASK_TOKENS
 from minigptv2.tokenizer import Tokenizer, train_tokenizer
+from minigptv2.train import evaluation
 from minigptv2.train.checkpoint import (
     list_checkpoints,
     load_training_checkpoint,
@@ -56,6 +58,7 @@ class NonFiniteLoss(RuntimeError):
 
 def train(config: TrainConfig, *, resume: bool = False) -> Path:
     """Run one stage; returns the folder of the exported model (``out_dir/model``)."""
+    evaluation.check_eval_config(config)
     world = init_world()
     out = Path(config.out_dir)
     if world.is_main:
@@ -105,6 +108,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     )
     batches = iter(loader)
     step = start
+    scores: dict[str, str] = {}  # the latest held-out scores, kept in the progress bar
     try:
         for step in range(start, config.steps):
             began = time.perf_counter()
@@ -115,18 +119,19 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 loss = _optimisation_step(network, model, optimizer, batches, config, world)
             except NonFiniteLoss as error:
                 _say(world, f"step {step + 1}: {error}; skipped, weights unchanged")
-                progress.update(1)
                 _log(log_file, {"step": step + 1, "lr": lr, "skipped": str(error)})
-                continue
-            seconds = time.perf_counter() - began
-            samples_per_s = config.batch_size * config.grad_accum * world.size / seconds
+            else:
+                samples_per_s = (config.batch_size * config.grad_accum * world.size) / (
+                    time.perf_counter() - began
+                )
+                progress.set_postfix(
+                    loss=f"{loss:.3f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s:.1f}", **scores
+                )
+                if (step + 1) % config.log_every == 0:
+                    record = {"step": step + 1, "loss": loss, "lr": lr}
+                    _log(log_file, {**record, "samples_per_s": samples_per_s})
             progress.update(1)
-            progress.set_postfix(
-                loss=f"{loss:.3f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s:.1f}"
-            )
-            if (step + 1) % config.log_every == 0:
-                record = {"step": step + 1, "loss": loss, "lr": lr, "samples_per_s": samples_per_s}
-                _log(log_file, record)
+            scores = _evaluate_if_due(world, step + 1, model, processor, config, log_file, scores)
             if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
                 _checkpoint(world, out, step + 1, model, optimizer)
         _checkpoint(world, out, config.steps, model, optimizer)
@@ -148,6 +153,33 @@ def _log(log_file: Any, record: dict[str, Any]) -> None:
     if log_file:
         log_file.write(json.dumps(record) + "\n")
         log_file.flush()
+
+
+def _evaluate_if_due(
+    world: World,
+    step: int,
+    model: MiniGPTv2,
+    processor: Processor,
+    config: TrainConfig,
+    log_file: Any,
+    scores: dict[str, str],
+) -> dict[str, str]:
+    """Held-out scores after ``step`` on rank 0 (the others wait); returns the bar's scores."""
+    if not evaluation.due(step, config):
+        return scores
+    if world.is_main:
+        try:
+            summary = evaluation.evaluate_model(model, processor, config)
+        except MiniGPTv2Error as error:
+            # A broken evaluation must not cost the training run; say so and carry on.
+            _say(world, f"step {step}: evaluation failed: {error}")
+        else:
+            headline = evaluation.headline(summary)
+            _log(log_file, {"step": step, "eval_split": config.eval_split, "eval": headline})
+            _say(world, f"step {step}: {config.eval_split} " + json.dumps(headline))
+            scores = evaluation.short_names(headline)
+    barrier(world)
+    return scores
 
 
 def _plot(world: World, out: Path) -> None:
