@@ -7,10 +7,14 @@ minigptv2 data shapes --out DIR --n N --seed S [--split train] [--workers 2]
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
 from minigptv2.data.shapes import SPLITS
+
+# Rendering and PNG encoding are CPU-bound and independent per sample.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument("--n", type=int, required=True, help="number of samples")
     shapes.add_argument("--seed", type=int, default=0, help="0 = the training stream's start")
     shapes.add_argument("--split", default="train", choices=SPLITS)
-    shapes.add_argument("--workers", type=int, default=1, help="processes rendering images")
+    shapes.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="processes rendering images"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
