@@ -38,6 +38,7 @@ class ChatSession:
         self.assistant = assistant
         self.image = None if image is None else load_image(image)
         self.history: list[Turn] = []
+        self.answers: list[Answer] = []  # parsed answers of ``history``, turn by turn
         self._features: torch.Tensor | None = None
         if self.image is not None:
             pixels = image_to_tensor(self.image, assistant.processor.image_size)[None]
@@ -77,6 +78,7 @@ class ChatSession:
     def reset(self) -> None:
         """Forget the conversation (the image stays encoded)."""
         self.history = []
+        self.answers = []
         self._cache = DynamicCache()
         self._cached_ids = []
 
@@ -148,4 +150,5 @@ class ChatSession:
     def _finish(self, prompt: str, generated: list[int]) -> Answer:
         answer = self.assistant._answer(torch.tensor(generated), self.image)
         self.history.append(Turn(prompt, answer.text))
+        self.answers.append(answer)
         return answer

@@ -109,14 +109,14 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_chat(args: argparse.Namespace) -> int:
-    """Multi-turn chat in the terminal; grounded answers are saved as annotated PNGs."""
-    from minigptv2.images import load_image
-    from minigptv2.prompts import Turn
+    """Multi-turn chat in the terminal; grounded answers are saved as annotated PNGs.
 
+    One ``ChatSession`` per image: the image is encoded once and every turn reuses the KV cache
+    of the earlier ones; answers are printed as they are generated.
+    """
     assistant = load_assistant(args)
     config = generation_config(args)
-    image = load_image(args.image) if args.image is not None else None
-    history: list[Turn] = []
+    session = assistant.session(args.image)
     saved = 0
     print(CHAT_HELP)
     for line in sys.stdin:
@@ -126,30 +126,31 @@ def run_chat(args: argparse.Namespace) -> int:
         if message == "/quit":
             break
         if message == "/reset":
-            history = []
+            session.reset()
             print("(history cleared)")
             continue
         if message.startswith("/image "):
             try:
-                image = load_image(Path(message[len("/image ") :].strip()))
+                session = assistant.session(Path(message[len("/image ") :].strip()))
             except MiniGPTv2Error as error:
                 print(f"error: {error}")
                 continue
-            history = []
             print("(new image; history cleared)")
             continue
-        message = expand_shortcut(message)
         try:
-            answer = assistant.chat(image, message, history, config)
+            deltas = session.stream(expand_shortcut(message), config)
         except MiniGPTv2Error as error:
             print(f"error: {error}")
             continue
-        history.append(Turn(message, answer.text))
-        print(f"assistant: {answer.text}")
-        if image is not None and answer.grounding.boxes:
+        print("assistant: ", end="", flush=True)
+        for delta in deltas:
+            print(delta, end="", flush=True)
+        print()
+        answer = session.answers[-1]
+        if session.image is not None and answer.grounding.boxes:
             saved += 1
             path = args.save_dir / f"minigptv2_chat_{saved}.png"
-            _draw(image, answer, path)
+            _draw(session.image, answer, path)
             print(f"(boxes drawn in {path})")
     return 0
 

@@ -73,6 +73,28 @@ def test_chat_answers_from_the_three_released_files(tmp_path, picture, monkeypat
     assert "assistant: " in capsys.readouterr().out
 
 
+def test_chat_streams_each_turn_and_keeps_the_history(saved_model, picture, monkeypatch, capsys):
+    from minigptv2.assistant import Assistant, GenerationConfig
+    from minigptv2.prompts import Turn
+
+    typed = "/vqa what colour is it?\n/refer the blue square\n/reset\n/vqa what colour is it?\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed + "/quit\n"))
+    args = ["chat", "--model", str(saved_model), "--image", str(picture)]
+    assert main([*args, "--max-new-tokens", "6", "--save-dir", str(picture.parent)]) == 0
+    printed = [
+        line.removeprefix("assistant: ")
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("assistant: ")
+    ]
+    assistant = Assistant.load(saved_model)
+    config = GenerationConfig(6)
+    first = assistant.chat(picture, "[vqa] what colour is it?", config=config).text
+    second = assistant.chat(
+        picture, "[refer] the blue square", [Turn("[vqa] what colour is it?", first)], config
+    ).text
+    assert printed == [first, second, first]  # /reset started the conversation again
+
+
 def test_demo_writes_annotated_images(saved_model, tmp_path, capsys):
     out = tmp_path / "demo.png"
     assert (
