@@ -27,7 +27,7 @@ FIRST_TURN = "[refer] where is the red circle?"
 SECOND_TURN = "[caption] briefly describe the image"
 
 
-def _steps(
+def fixed_length_steps(
     assistant: Assistant, images: Sequence[Image.Image], prompts: Sequence[str], new_tokens: int
 ) -> Iterator[torch.Tensor]:
     """Ids of each step for exactly ``new_tokens`` steps (EOS is an id past the vocabulary)."""
@@ -50,7 +50,7 @@ def timed_run(
     began = time.perf_counter()
     first = None
     count = 0
-    for _ in _steps(assistant, images, prompts, new_tokens):
+    for _ in fixed_length_steps(assistant, images, prompts, new_tokens):
         count += 1
         if first is None:
             first = time.perf_counter() - began

@@ -21,6 +21,7 @@ from PIL import Image
 
 from minigptv2.assistant import SHIPPED_MODEL, Assistant
 from minigptv2.config import LanguageConfig, LoRAConfig, MiniGPTv2Config, VisionConfig
+from minigptv2.data.sample import Sample
 from minigptv2.data.shapes import evaluation_set
 from minigptv2.errors import ConfigError
 from minigptv2.model import MiniGPTv2
@@ -28,7 +29,7 @@ from minigptv2.processor import Processor
 from minigptv2.prompts import TRAIN_STYLE
 from minigptv2.tokenizer import Tokenizer
 from minigptv2.train.config import DataConfig
-from minigptv2.train.data import Collator, build_mixture
+from minigptv2.train.data import build_mixture
 
 ISSUE_TINY = MiniGPTv2Config(
     vision=VisionConfig(
@@ -85,14 +86,21 @@ class Workload:
     eval_batch: int = 8
 
 
-def build_assistant(name: str, config: MiniGPTv2Config | None = None) -> Assistant:
-    """The shipped model, or a randomly initialised one of the named (or given) configuration."""
+def build_assistant(
+    name: str, config: MiniGPTv2Config | None = None, dtype: str | None = None
+) -> Assistant:
+    """The shipped model, or a randomly initialised one of the named (or given) configuration.
+
+    ``dtype`` ("float32", "bfloat16") overrides the dtype of the frozen weights.
+    """
     if name == SHIPPED and config is None:
-        return Assistant.load()
+        return Assistant.load(dtype=dtype)
     if config is None:
         if name not in RANDOM_CONFIGS:
             raise ConfigError(f"unknown benchmark model {name!r}; choose one of {MODELS}")
         config = RANDOM_CONFIGS[name]
+    if dtype is not None:
+        config = config.replace(dtype=dtype)
     torch.manual_seed(0)
     model = MiniGPTv2(config)
     tokenizer = Tokenizer(SHIPPED_MODEL)
@@ -104,8 +112,7 @@ def scenes(count: int, task: str = "grounding") -> list[tuple[Image.Image, str]]
     return [(sample.image, sample.turns[0].user) for sample in evaluation_set(task, count)]
 
 
-def training_batch(processor: Processor, batch_size: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A right-padded batch of Shapes training samples drawn from the stage-1 task mixture."""
+def training_samples(count: int, seed: int = 0) -> list[Sample]:
+    """``count`` Shapes training samples drawn from the default task mixture."""
     mixture = build_mixture(DataConfig(source="shapes"), "train", seed)
-    samples = [mixture[(mixture.choose(n), n)] for n in range(batch_size)]
-    return Collator(processor)(samples)
+    return [mixture[(mixture.choose(n), n)] for n in range(count)]

@@ -68,6 +68,21 @@ def test_every_model_section_measures_everything(smoke_run):
     assert model["train_tokens"] > model["train_batch"] * 16  # 16 image tokens per sample
 
 
+def test_fast_paths_are_timed_before_and_after(smoke_run):
+    fast = json.loads(smoke_run[1])["fast_paths"]
+    for key in (
+        "no_cache_tokens_per_s",
+        "hf_generate_tokens_per_s",
+        "cached_tokens_per_s",
+        "vision_sdpa_s",
+        "vision_eager_s",
+        "prefill_sdpa_s",
+        "prefill_eager_s",
+        "bf16_tokens_per_s",
+    ):
+        assert fast[key] > 0, key
+
+
 def test_table_shows_each_model_and_the_targets(smoke_run):
     document = json.loads(smoke_run[1])
     text = table(document)
