@@ -1,8 +1,8 @@
 """``minigptv2 data check``: validate a custom JSONL file and report every bad row by line number.
 
 Every row is checked (the run does not stop at the first problem): JSON syntax, the row's keys and
-turns, task tokens, box syntax and range, and that the image exists and decodes. Each image is
-decoded once however many rows use it.
+turns, task tokens, box syntax and range, and that the image exists and decodes (consecutive rows
+about the same image decode it once).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ def test_samples_are_grouped_by_key_and_incomplete_ones_left_out(tmp_path):
     second = write_tar(tmp_path / "00001.tar", {"004.jpg": image_bytes((4, 4)), "004.txt": b"x"})
     shards = TarShards([first, second], ("txt",))
     assert len(shards) == 3
-    assert [shards.key(i) for i in range(3)] == ["a/000", "a/003", "004"]
+    assert [shards.read(i)[1][0] for i in range(3)] == [b"first", b"third", b"x"]
+    assert [shards.key(i) for i in range(3)] == ["00000.tar#0", "00000.tar#1", "00001.tar#0"]
     image, (text,) = shards.read(1)
     assert text == b"third" and image == image_bytes((4, 4), "WEBP")
 

@@ -27,4 +27,4 @@ def test_img2dataset_shards_become_caption_samples(tmp_path):
         assert sample.source == "cc3m" and sample.task == "caption"
         assert sample.turns[0].user in CAPTION_TEMPLATES
         assert sample.turns[0].assistant == "a dog running fast"
-        assert sample.image.size == (32, 24) and sample.targets["key"] == "000000000"
+        assert sample.image.size == (32, 24) and sample.targets["key"] == "cc3m-00000.tar#0"
