@@ -76,7 +76,7 @@ class ParsedRow:
 def parse_row(text: str, base: Path, read_image: ImageReader = load_image) -> ParsedRow:
     """Validate one JSONL line; ``base`` is the folder relative image paths start from."""
     try:
-        row = json.loads(text)
+        row = json.loads(text.lstrip("\ufeff"))  # editors may start a file with a BOM
     except json.JSONDecodeError as error:
         return ParsedRow(None, (f"not valid JSON ({error}); write one JSON object per line",))
     if not isinstance(row, dict):

@@ -123,3 +123,7 @@ def test_dataset_raises_data_error_with_the_line_number(base):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         CustomDataset(tmp_path / "nope.jsonl")
+
+
+def test_a_byte_order_mark_before_the_first_row_is_accepted(base):
+    assert parse_row("\ufeff" + row(), base).problems == ()
