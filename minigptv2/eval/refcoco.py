@@ -12,7 +12,8 @@ The image is the first 27 characters of ``img_id`` + ``.jpg`` (COCO train2014). 
 Scoring is per expression: the reference script kept one answer per image, so images with several
 expressions were scored on the last answer only. ``acc50`` is the standard Acc@0.5 (IoU >= 0.5);
 ``acc50_reference_rule`` uses the reference's "+1 pixel" IoU and strict ``> 0.5``, the rule the
-paper's numbers were computed with. An answer without a box is a miss.
+paper's numbers were computed with. The prediction is the first box anywhere in the answer (the
+reference required the answer to start with it); an answer without a box is a miss.
 """
 
 from __future__ import annotations
