@@ -7,8 +7,8 @@ which every result says in its ``*_method`` field:
 
 * vision: one ViT-g block on the 1025 tokens of a 448-px image, times 39 blocks, plus the patch
   convolution;
-* language: LLaMA-2-7B with 1 and 3 decoder layers (embedding and 32000-word head included);
-  per-layer cost = the difference / 2, total = 1-layer time + 31 x per-layer cost;
+* language: LLaMA-2-7B with 2 decoder layers (embedding and 32000-word head included), each
+  layer timed by forward hooks; total = 32 x one layer + the time outside the layers;
 * when a dtype is too slow for the time cap (emulated bf16), it is timed on fewer tokens and
   scaled by the FLOPs ratio.
 
@@ -36,7 +36,7 @@ LANGUAGE = LanguageConfig()
 # A MiniGPT-v2 prompt: 256 image tokens and about 40 of template and instruction.
 PROMPT_TOKENS = 296
 DECODE_STEPS = 6
-LAYERS_MEASURED = (1, 3)
+PROBE_TOKENS = 32
 
 
 def _matrix_elements(module: nn.Module) -> int:
@@ -48,129 +48,158 @@ def _capped(
 ) -> tuple[float, str]:
     """Time ``run(tokens)`` at full size, or on fewer tokens scaled by FLOPs if that is too slow.
 
-    A probe on 8 tokens predicts the full-size time; the token count shrinks until it fits.
+    A probe on a few tokens predicts the full-size time; the token count halves until it fits.
     """
-    probe = run(8)
-    predicted = probe * flops(full_tokens) / flops(8)
-    if predicted <= cap_s:
+    few = min(PROBE_TOKENS, full_tokens)
+    probe = run(few)
+    if probe * flops(full_tokens) / flops(few) <= cap_s:
         return run(full_tokens), "measured"
     tokens = full_tokens
-    while tokens > 8 and probe * flops(tokens) / flops(8) > cap_s:
+    while tokens // 2 >= few and probe * flops(tokens) / flops(few) > cap_s:
         tokens //= 2
     return run(tokens) * flops(full_tokens) / flops(tokens), f"extrapolated from {tokens} tokens"
 
 
-def measure_vision(dtype: torch.dtype, peak_gflops: float, cap_s: float) -> dict[str, Any]:
+def measure_vision(
+    dtype: torch.dtype, peak_gflops: float, cap_s: float, vision: VisionConfig = VISION
+) -> dict[str, Any]:
     """One 448-px image through ViT-g: one block timed, times 39, plus the patch convolution."""
     torch.manual_seed(0)
-    block = EvaBlock(VISION).to(dtype).eval()
-    patch = EvaPatchEmbed(VISION).to(dtype).eval()
-    tokens = 1 + VISION.num_patches  # 1025
+    block = EvaBlock(vision).to(dtype).eval()
+    patch = EvaPatchEmbed(vision).to(dtype).eval()
+    tokens = 1 + vision.num_patches  # 1025
     block_matrices = _matrix_elements(block)
 
     def block_flops(n: int) -> float:
-        return 2.0 * block_matrices * n + 4.0 * n * n * VISION.width
+        return 2.0 * block_matrices * n + 4.0 * n * n * vision.width
 
     def run_block(n: int) -> float:
-        x = torch.randn(1, n, VISION.width, dtype=dtype)
+        x = torch.randn(1, n, vision.width, dtype=dtype)
         with torch.inference_mode():
             return best_time(lambda: block(x), repeats=2, warmup=1, budget_s=cap_s)
 
     block_s, method = _capped(run_block, tokens, block_flops, cap_s)
-    pixels = torch.randn(1, 3, VISION.image_size, VISION.image_size, dtype=dtype)
+    pixels = torch.randn(1, 3, vision.image_size, vision.image_size, dtype=dtype)
     with torch.inference_mode():
         patch_s = best_time(lambda: patch(pixels), repeats=2, warmup=1, budget_s=cap_s)
-    seconds = VISION.depth * block_s + patch_s
+    seconds = vision.depth * block_s + patch_s
     flops = (
-        VISION.depth * block_flops(tokens) + 2.0 * patch.proj.weight.numel() * VISION.num_patches
+        vision.depth * block_flops(tokens) + 2.0 * patch.proj.weight.numel() * vision.num_patches
     )
     return {
         "encode_s": round(seconds, 3),
-        "gflops": round(flops / seconds / 1e9, 2),
+        "gflops": round(flops / seconds / 1e9, 4),
         "fraction_of_matmul_peak": round(flops / seconds / 1e9 / peak_gflops, 3),
-        "method": f"1 of {VISION.depth} blocks ({method}) x {VISION.depth} + patch embedding",
+        "method": f"1 of {vision.depth} blocks ({method}) x {vision.depth} + patch embedding",
     }
 
 
-def _llama(layers: int, dtype: torch.dtype) -> LlamaForCausalLM:
-    """LLaMA-2-7B's widths with ``layers`` decoder layers, randomly initialised, in ``dtype``."""
-    config = llama_config(LANGUAGE)
+def _llama(layers: int, dtype: torch.dtype, language: LanguageConfig) -> LlamaForCausalLM:
+    """``language``'s widths with ``layers`` decoder layers, randomly initialised, in ``dtype``."""
+    config = llama_config(language)
     config.num_hidden_layers = layers
     torch.manual_seed(0)
     return LlamaForCausalLM(config).to(dtype).eval()
 
 
-def _prefill(model: LlamaForCausalLM, tokens: int, dtype: torch.dtype) -> tuple[float, Any]:
-    embeds = torch.randn(1, tokens, LANGUAGE.hidden_size, dtype=dtype)
-    mask = torch.ones(1, tokens, dtype=torch.long)
-    cache = DynamicCache()
-    began = time.perf_counter()
+class LayerClock:
+    """Wall time of each decoder layer's forward, from hooks around it (newest call last)."""
+
+    def __init__(self, layers: nn.ModuleList) -> None:
+        self.seconds: list[list[float]] = [[] for _ in layers]
+        self._began = 0.0
+        for index, layer in enumerate(layers):
+            layer.register_forward_pre_hook(self._start)
+            layer.register_forward_hook(lambda *_, index=index: self._stop(index))
+
+    def _start(self, *_: Any) -> None:
+        self._began = time.perf_counter()
+
+    def _stop(self, index: int) -> None:
+        self.seconds[index].append(time.perf_counter() - self._began)
+
+    def last_call(self) -> float:
+        """The cheapest layer of the last forward (the layers are identical in shape)."""
+        return min(times[-1] for times in self.seconds)
+
+
+def _forward(model: LlamaForCausalLM, embeds: torch.Tensor, mask: torch.Tensor, cache: Any) -> None:
     with torch.inference_mode():
         model(inputs_embeds=embeds, attention_mask=mask, cache=cache, use_cache=True,
               logits_to_keep=1)  # fmt: skip
-    return time.perf_counter() - began, (cache, mask)
 
 
-def _decode_step_s(model: LlamaForCausalLM, state: Any, steps: int, dtype: torch.dtype) -> float:
-    cache, mask = state
-    best = float("inf")
-    token = torch.randn(1, 1, LANGUAGE.hidden_size, dtype=dtype)
-    for _ in range(steps):
-        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-        began = time.perf_counter()
-        with torch.inference_mode():
-            model(inputs_embeds=token, attention_mask=mask, cache=cache, use_cache=True,
-                  logits_to_keep=1)  # fmt: skip
-        best = min(best, time.perf_counter() - began)
-    return best
+def _timed_forward(
+    model: LlamaForCausalLM, clock: LayerClock, embeds: torch.Tensor, mask: torch.Tensor, cache: Any
+) -> tuple[float, float]:
+    """(whole forward, one decoder layer) seconds; the rest is embedding, final norm and head."""
+    began = time.perf_counter()
+    _forward(model, embeds, mask, cache)
+    return time.perf_counter() - began, clock.last_call()
 
 
-def _language_times(layers: int, dtype: torch.dtype, cap_s: float) -> dict[str, Any]:
-    model = _llama(layers, dtype)
-    # Prefill FLOPs per prompt token: the decoder layers (the head runs on the last position only).
-    per_token = 2.0 * _matrix_elements(model.model.layers)
+def _extrapolate(whole: float, layer: float, layers: int, total_layers: int) -> float:
+    """A forward of the model with ``total_layers`` layers, from one with ``layers`` of them."""
+    outside = max(0.0, whole - layers * layer)
+    return outside + total_layers * layer
+
+
+def measure_language(
+    dtype: torch.dtype,
+    bandwidth_gbps: float,
+    cap_s: float,
+    language: LanguageConfig = LANGUAGE,
+    prompt_tokens: int = PROMPT_TOKENS,
+) -> dict[str, Any]:
+    """Prefill of a MiniGPT-v2 prompt and greedy decode for LLaMA-2-7B, from a 2-layer model.
+
+    Hooks time each decoder layer; 32 x the cheapest layer + what runs outside the layers
+    (embedding, final norm, the head on the last position) is the full model's time.
+    """
+    layers = 2
+    model = _llama(layers, dtype, language)
+    clock = LayerClock(model.model.layers)
+    hidden = language.hidden_size
+    layer_matrices = _matrix_elements(model.model.layers[0])
 
     def prefill_flops(n: int) -> float:
-        return per_token * n + 4.0 * n * n * LANGUAGE.hidden_size * layers
+        return language.num_layers * (2.0 * layer_matrices * n + 4.0 * n * n * hidden)
 
     def run_prefill(n: int) -> float:
-        return min(_prefill(model, n, dtype)[0] for _ in range(2))
+        embeds = torch.randn(1, n, hidden, dtype=dtype)
+        mask = torch.ones(1, n, dtype=torch.long)
+        runs = [_timed_forward(model, clock, embeds, mask, DynamicCache()) for _ in range(2)]
+        return min(_extrapolate(whole, layer, layers, language.num_layers) for whole, layer in runs)
 
-    prefill_s, method = _capped(run_prefill, PROMPT_TOKENS, prefill_flops, cap_s)
-    short = 8 if method != "measured" else PROMPT_TOKENS
-    _, state = _prefill(model, short, dtype)
-    decode_s = _decode_step_s(model, state, DECODE_STEPS, dtype)
-    head_bytes = model.lm_head.weight.numel() * model.lm_head.weight.element_size()
+    prefill_s, method = _capped(run_prefill, prompt_tokens, prefill_flops, cap_s)
+
+    # Decode after a short prompt when prefill is slow: reading the weights dominates a step,
+    # and the attention over 8 or 296 cached positions costs next to nothing beside it.
+    prompt = prompt_tokens if method == "measured" else 8
+    mask = torch.ones(1, prompt, dtype=torch.long)
+    cache = DynamicCache()
+    _forward(model, torch.randn(1, prompt, hidden, dtype=dtype), mask, cache)
+    token = torch.randn(1, 1, hidden, dtype=dtype)
+    steps = []
+    for _ in range(DECODE_STEPS):
+        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+        whole, layer = _timed_forward(model, clock, token, mask, cache)
+        steps.append(_extrapolate(whole, layer, layers, language.num_layers))
+    decode_s = min(steps)
+
     layer_bytes = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())
-    return {
-        "prefill_s": prefill_s,
-        "prefill_method": method,
-        "decode_s": decode_s,
-        "layer_bytes": layer_bytes,
-        "head_bytes": head_bytes,
-        "layer_matrices": _matrix_elements(model.model.layers[0]),
-    }
-
-
-def measure_language(dtype: torch.dtype, bandwidth_gbps: float, cap_s: float) -> dict[str, Any]:
-    """Prefill of a MiniGPT-v2 prompt and greedy decode of LLaMA-2-7B, from 1 and 3 layers."""
-    few, more = (_language_times(n, dtype, cap_s) for n in LAYERS_MEASURED)
-    spread = LAYERS_MEASURED[1] - LAYERS_MEASURED[0]
-    rest = LANGUAGE.num_layers - LAYERS_MEASURED[0]
-    prefill_layer = (more["prefill_s"] - few["prefill_s"]) / spread
-    decode_layer = (more["decode_s"] - few["decode_s"]) / spread
-    prefill_s = few["prefill_s"] + rest * prefill_layer
-    decode_s = few["decode_s"] + rest * decode_layer
-    bytes_per_token = LANGUAGE.num_layers * few["layer_bytes"] + few["head_bytes"]
+    head = model.lm_head.weight
+    bytes_per_token = language.num_layers * layer_bytes + head.numel() * head.element_size()
     bound = bandwidth_gbps * 1e9 / bytes_per_token
-    prefill_flops = 2.0 * LANGUAGE.num_layers * few["layer_matrices"] * PROMPT_TOKENS
     return {
-        "prompt_tokens": PROMPT_TOKENS,
+        "prompt_tokens": prompt_tokens,
         "prefill_s": round(prefill_s, 3),
-        "prefill_gflops": round(prefill_flops / prefill_s / 1e9, 2),
-        "prefill_method": f"1 and 3 layers ({few['prefill_method']}), extrapolated to 32",
+        "prefill_gflops": round(prefill_flops(prompt_tokens) / prefill_s / 1e9, 2),
+        "prefill_method": f"{layers} layers timed by hooks ({method}), x{language.num_layers}",
         "decode_tokens_per_s": round(1.0 / decode_s, 4),
-        "decode_method": "1 and 3 layers measured, extrapolated to 32",
+        "decode_method": (
+            f"best of {DECODE_STEPS} steps, {layers} layers timed by hooks, x{language.num_layers}"
+        ),
         "weight_gb_per_token": round(bytes_per_token / 1e9, 3),
         "bandwidth_bound_tokens_per_s": round(bound, 4),
         "decode_fraction_of_bandwidth_bound": round(1.0 / decode_s / bound, 3),

@@ -1,0 +1,45 @@
+"""The full-size machinery on toy widths: per-layer clocks and the extrapolation to all layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks.full_size import LayerClock, _extrapolate, measure_language, measure_vision
+from minigptv2.config import LanguageConfig, VisionConfig
+
+
+def test_extrapolation_keeps_what_runs_outside_the_layers():
+    # 2 layers of 0.3 s inside a 1.0 s forward: 0.4 s embedding/head + 32 layers.
+    assert _extrapolate(1.0, 0.3, layers=2, total_layers=32) == pytest.approx(0.4 + 32 * 0.3)
+
+
+def test_layer_clock_times_every_layer_of_every_call():
+    layers = nn.ModuleList(nn.Linear(8, 8) for _ in range(3))
+    clock = LayerClock(layers)
+    x = torch.randn(2, 8)
+    for _ in range(2):
+        for layer in layers:
+            x = layer(x)
+    assert [len(times) for times in clock.seconds] == [2, 2, 2]
+    assert 0 < clock.last_call() == min(times[-1] for times in clock.seconds)
+
+
+def test_vision_and_language_sections_on_toy_widths():
+    vision = VisionConfig(image_size=56, width=32, depth=5, num_heads=4, mlp_hidden=64,
+                          pretrain_image_size=56)  # fmt: skip
+    result = measure_vision(torch.float32, peak_gflops=10.0, cap_s=5.0, vision=vision)
+    assert result["encode_s"] > 0 and result["gflops"] > 0
+    assert "x 5" in result["method"]
+
+    language = LanguageConfig(vocab_size=300, hidden_size=32, num_layers=6, num_heads=4,
+                              intermediate_size=64)  # fmt: skip
+    result = measure_language(torch.float32, 10.0, 5.0, language=language, prompt_tokens=40)
+    assert result["prefill_s"] > 0 and result["decode_tokens_per_s"] > 0
+    # Bytes per token: 6 layers of fp32 weights + the head, over 10 GB/s.
+    layer = 4 * 32 * 32 + 3 * 32 * 64 + 2 * 32  # attention, MLP, two RMSNorm weights
+    head = 300 * 32
+    expected_gb = (6 * layer + head) * 4 / 1e9
+    assert result["weight_gb_per_token"] == pytest.approx(expected_gb, abs=1e-3)
+    assert result["bandwidth_bound_tokens_per_s"] == pytest.approx(10.0 / expected_gb, rel=1e-3)
