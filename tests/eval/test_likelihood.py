@@ -3,7 +3,7 @@ import torch
 from eval_helpers import write_image
 
 from minigptv2.assistant import Assistant
-from minigptv2.eval import iconvqa
+from minigptv2.eval import hateful_memes, iconvqa
 from minigptv2.eval.benchmark import Item
 from minigptv2.eval.likelihood import candidate_losses
 from minigptv2.processor import Processor
@@ -46,3 +46,11 @@ def test_iconvqa_picks_the_lowest_loss_choice(assistant, images):
     ((text, extras),) = iconvqa.answer(assistant, [item])
     losses = extras["losses"]
     assert int(text) == losses.index(min(losses)) and len(losses) == 3
+
+
+def test_hateful_memes_answers_with_text_and_a_yes_over_no_score(assistant, images):
+    item = Item("7", "vqa", images[1], hateful_memes.PROMPT.format("a meme"), {"label": True})
+    ((text, extras),) = hateful_memes.answer(assistant, [item])
+    ((yes, no),) = candidate_losses(assistant, [item.image], [item.prompt], [["yes", "no"]])
+    assert extras["hateful_score"] == pytest.approx(no - yes, rel=1e-4)
+    assert isinstance(text, str)
