@@ -39,11 +39,7 @@ class ChatSession:
         self.image = None if image is None else load_image(image)
         self.history: list[Turn] = []
         self.answers: list[Answer] = []  # parsed answers of ``history``, turn by turn
-        self._features: torch.Tensor | None = None
-        if self.image is not None:
-            pixels = image_to_tensor(self.image, assistant.processor.image_size)[None]
-            with torch.inference_mode():
-                self._features = assistant.model.encode_images(pixels)  # (1, I, hidden)
+        self._features: torch.Tensor | None = None  # encoded by the first turn that needs it
         self._cache = DynamicCache()
         self._cached_ids: list[int] = []  # the ids whose keys/values the cache holds
         self.reused_tokens = 0  # how many prompt ids the last turn took from the cache
@@ -103,7 +99,7 @@ class ChatSession:
         steps = assistant.model.generate_steps(
             new,
             torch.ones((1, len(ids)), dtype=torch.long),
-            image_features=self._features if has_image else None,
+            image_features=self._image_features() if has_image else None,
             max_new_tokens=config.max_new_tokens,
             eos_token_id=assistant.processor.tokenizer.eos_id,
             pad_token_id=assistant.processor.tokenizer.pad_id,
@@ -111,6 +107,13 @@ class ChatSession:
             cache=self._cache,
         )
         return self._tracked(steps, ids)
+
+    def _image_features(self) -> torch.Tensor:
+        if self._features is None:
+            pixels = image_to_tensor(self.image, self.assistant.processor.image_size)[None]
+            with torch.inference_mode():
+                self._features = self.assistant.model.encode_images(pixels)  # (1, I, hidden)
+        return self._features
 
     def _reuse_prefix(self, ids: list[int]) -> int:
         """Cut the cache to the longest prefix it shares with ``ids``; returns its length."""

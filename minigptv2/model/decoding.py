@@ -17,6 +17,7 @@ Tensors only; the batch is left-padded, so each row's positions come from its at
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,12 @@ class Sampling:
 
 GREEDY = Sampling()
 
+# Below this many multiply-adds per model call, a second thread costs more than it saves: every
+# one of the call's ~100 small ops pays OpenMP's fork/join, and on a busy machine each join can
+# wait a whole scheduler slice (measured on the Shapes model: 10x slower decode steps with 2
+# threads than with 1 under load). Large models and long prefills keep every thread.
+SINGLE_THREAD_MACS = 50_000_000
+
 
 def decoder(language_model: nn.Module) -> nn.Module:
     """The causal LM under a ``peft`` wrapper (its LoRA layers stay in place), else the model.
@@ -46,27 +53,47 @@ def decoder(language_model: nn.Module) -> nn.Module:
     return base() if callable(base) else language_model
 
 
+@contextmanager
+def threads_for(macs: int) -> Iterator[None]:
+    """Run a model call of ``macs`` multiply-adds on one thread if it is small; see above."""
+    previous = torch.get_num_threads()
+    if macs >= SINGLE_THREAD_MACS or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def forward_step(
     language_model: nn.Module,
     inputs_embeds: torch.Tensor,
     attention_mask: torch.Tensor,
     cache: DynamicCache,
+    parameters: int,
 ) -> torch.Tensor:
     """Run new positions through the model, extending ``cache``; logits of the last position.
 
     ``attention_mask`` covers the cached and the new positions: (B, cached + new). Positions count
     only attended tokens, so a left-padded row starts at 0 just as it would alone.
+    ``parameters`` (the model's size) sizes the call for ``threads_for``.
     """
     new = inputs_embeds.shape[1]
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -new:]  # (B, new)
-    output = language_model(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        position_ids=positions,
-        cache=cache,
-        use_cache=True,
-        logits_to_keep=1,  # the vocabulary projection of earlier positions is never needed
-    )
+    # Without padding the mask says nothing causality does not; leaving it out lets the model
+    # skip building a (B, 1, new, cached + new) mask at every step.
+    mask = None if bool(attention_mask.all()) else attention_mask
+    with threads_for(parameters * inputs_embeds.shape[0] * new):
+        output = language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,  # the vocabulary projection of earlier positions is never needed
+        )
     return output.logits[:, -1].float()  # (B, vocab)
 
 
@@ -110,28 +137,38 @@ def decode(
     """Yield the (B,) ids of each new step until every row has produced ``eos_token_id``.
 
     ``inputs_embeds`` (B, T, hidden) are the positions not yet in ``cache``; ``attention_mask``
-    (B, cached + T) covers both. Rows that have finished get ``pad_token_id``. The last token
-    yielded is not run through the model, so ``cache`` ends holding every position but that one.
-    Model calls run under ``inference_mode``, which is never held across a ``yield``: the
-    consumer's code between steps runs in whatever grad mode it chose.
+    (B, cached + T) covers both. Rows that have finished get ``pad_token_id`` and leave the batch
+    (their cache rows are dropped), so a long answer does not make the short ones keep paying.
+    The last token yielded is not run through the model, so for one row ``cache`` ends holding
+    every position but that one. Model calls run under ``inference_mode``, which is never held
+    across a ``yield``: the consumer's code between steps runs in whatever grad mode it chose.
     """
     model = decoder(language_model)
     embedding = model.get_input_embeddings()
+    parameters = sum(parameter.numel() for parameter in model.parameters())
     cache = DynamicCache() if cache is None else cache
     batch = inputs_embeds.shape[0]
+    rows = torch.arange(batch, device=inputs_embeds.device)  # batch rows still generating
     generated = torch.empty((batch, 0), dtype=torch.long, device=inputs_embeds.device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=inputs_embeds.device)
     with torch.inference_mode():
-        logits = forward_step(model, inputs_embeds, attention_mask, cache)
+        logits = forward_step(model, inputs_embeds, attention_mask, cache, parameters)
     for step in range(max_new_tokens):
         with torch.inference_mode():
-            ids = choose(logits, generated, sampling).masked_fill(finished, pad_token_id)
+            chosen = choose(logits, generated[rows], sampling)  # (active,)
+            ids = torch.full((batch,), pad_token_id, dtype=torch.long, device=rows.device)
+            ids[rows] = chosen
             generated = torch.cat([generated, ids[:, None]], dim=1)
-            finished = finished | (ids == eos_token_id)
+            running = chosen != eos_token_id  # (active,)
         yield ids
-        if bool(finished.all()) or step == max_new_tokens - 1:
+        if not bool(running.any()) or step == max_new_tokens - 1:
             return
         with torch.inference_mode():
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
-            embeds = embedding(ids[:, None]).to(inputs_embeds.dtype)  # (B, 1, hidden)
-            logits = forward_step(model, embeds, attention_mask, cache)
+            if not bool(running.all()):
+                keep = running.nonzero().squeeze(1)
+                cache.batch_select_indices(keep)
+                rows, chosen, attention_mask = rows[keep], chosen[keep], attention_mask[keep]
+            attention_mask = torch.cat(
+                [attention_mask, attention_mask.new_ones(len(rows), 1)], dim=1
+            )
+            embeds = embedding(chosen[:, None]).to(inputs_embeds.dtype)  # (active, 1, hidden)
+            logits = forward_step(model, embeds, attention_mask, cache, parameters)

@@ -1,0 +1,134 @@
+"""Generation timings: time to first token and tokens/s, batched and over chat turns.
+
+The numbers issue 8 asks for, taken through the public API (``Assistant.stream_ids`` and
+``ChatSession.stream``) so they time exactly what users run. ``benchmarks/`` calls these; run
+``python -m minigptv2.speed`` for the shipped model's figures. Every timing is the fastest of
+``repeats`` runs, because the machine is shared and slower runs measure the neighbours.
+
+Tokens are counted per row until it ends (its ``</s>`` included); rows that finished early and
+only receive padding do not count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from minigptv2.assistant import Assistant, GenerationConfig
+from minigptv2.images import ImageSource, load_image
+
+
+@dataclass(frozen=True)
+class GenerationTiming:
+    batch: int
+    time_to_first_token_s: float  # images encoded, prompts read, first ids chosen
+    total_s: float
+    tokens: int  # generated tokens over all rows, each row up to its </s>
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.total_s
+
+    def to_json(self) -> dict[str, float]:
+        return {**asdict(self), "tokens_per_s": self.tokens_per_s}
+
+
+def time_generation(
+    assistant: Assistant,
+    images: Sequence[ImageSource | None],
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    repeats: int = 3,
+) -> GenerationTiming:
+    """Greedy generation for the batch (images, prompts), fastest of ``repeats`` runs."""
+    loaded = [None if image is None else load_image(image) for image in images]
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    eos = assistant.processor.tokenizer.eos_id
+    runs = []
+    for _ in range(repeats):
+        # Building the batch (pixels, ids) is part of what a caller waits for.
+        start = time.perf_counter()
+        batch = assistant.processor.generation_batch(prompts, loaded, style=assistant.style)
+        first = None
+        tokens = 0
+        finished = torch.zeros(len(prompts), dtype=torch.bool)
+        for ids in assistant.stream_ids(batch, config):
+            first = first if first is not None else time.perf_counter() - start
+            tokens += int((~finished).sum())
+            finished |= ids == eos
+        runs.append(GenerationTiming(len(prompts), first, time.perf_counter() - start, tokens))
+    return min(runs, key=lambda run: run.total_s)
+
+
+def time_chat_turns(
+    assistant: Assistant,
+    image: ImageSource | None,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    repeats: int = 3,
+) -> list[float]:
+    """Time to first text of each turn of a fresh ``ChatSession`` (fastest of ``repeats``).
+
+    The first turn's time includes encoding the image, as a user would wait for it.
+    """
+    config = GenerationConfig(max_new_tokens=max_new_tokens)
+    loaded = None if image is None else load_image(image)
+    best = [float("inf")] * len(prompts)
+    for _ in range(repeats):
+        session = assistant.session(loaded)
+        for turn, prompt in enumerate(prompts):
+            start = time.perf_counter()
+            deltas = session.stream(prompt, config)
+            next(deltas, None)
+            best[turn] = min(best[turn], time.perf_counter() - start)
+            for _ in deltas:  # finish the turn so the next one follows it
+                pass
+    return best
+
+
+def shipped_report(repeats: int = 5, max_new_tokens: int = 64) -> dict[str, object]:
+    """Batch 1 and 8 generation and three chat turns on the shipped Shapes model."""
+    from minigptv2.data.shapes import make_sample
+
+    assistant = Assistant.load()
+    scenes = [make_sample(seed, "test", task="refer").image for seed in range(8)]
+    prompt = "[grounding] describe this image in detail"
+    one, eight = (
+        time_generation(
+            assistant, scenes[:n], [prompt] * n, max_new_tokens=max_new_tokens, repeats=repeats
+        )
+        for n in (1, 8)
+    )
+    turns = time_chat_turns(
+        assistant,
+        scenes[0],
+        [prompt, "[refer] the red circle", "[vqa] how many shapes are there?"],
+        max_new_tokens=max_new_tokens,
+        repeats=repeats,
+    )
+    return {
+        "batch1": one.to_json(),
+        "batch8": eight.to_json(),
+        "batch8_over_batch1_tokens_per_s": eight.tokens_per_s / one.tokens_per_s,
+        "chat_turn_ttft_s": turns,
+        "second_turn_ttft_over_first": turns[1] / turns[0],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(shipped_report(args.repeats, args.max_new_tokens), indent=2))
+
+
+if __name__ == "__main__":
+    main()
