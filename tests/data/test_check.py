@@ -10,6 +10,7 @@ from minigptv2.boxes import parse_box
 from minigptv2.cli import main
 from minigptv2.data.check import check_file
 from minigptv2.data.custom import CustomDataset
+from minigptv2.data.export import write_shapes
 from minigptv2.data.shapes import make_sample
 
 
@@ -94,3 +95,23 @@ def test_shapes_is_deterministic_and_seeds_differ(tmp_path):
         )
     text = {name: (tmp_path / name / "data.jsonl").read_text() for name in "abc"}
     assert text["a"] == text["b"] != text["c"]
+
+
+def test_the_command_keeps_the_contract_in_a_fresh_process(tmp_path):
+    """``python -m minigptv2 data check``: exit code 1 and only ``line N:`` lines on stdout."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = write_shapes(tmp_path, 3, seed=0)
+    with path.open("a") as handle:
+        handle.write('{"image": "images/none.png", "conversation": []}\n{oops\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "minigptv2", "data", "check", str(path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["line 4", "line 5"]
