@@ -1,9 +1,12 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
 A checkpoint is a folder ``checkpoints/step_NNNNNNN`` holding the trainable weights (safetensors)
-and ``state.pt`` (optimiser, step, RNG states; read back with ``weights_only=True``). It is written
-into a temporary folder and renamed into place, so a run killed mid-save leaves the previous
-checkpoint intact and never a half-written one that looks complete.
+and ``state.pt`` (optimiser, step, every rank's RNG state; read back with ``weights_only=True``).
+It is written into a temporary folder and renamed into place, so a run killed mid-save leaves the
+previous checkpoint intact and never a half-written one that looks complete.
+
+The format does not depend on how the run was parallelised: DDP and FSDP runs (``fsdp.py``
+gathers the shards) write what a single process writes, so any of them resumes any other.
 """
 
 from __future__ import annotations
@@ -35,11 +38,31 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_training_checkpoint(
     folder: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, keep: int = 2
 ) -> Path:
-    """Write ``folder/step_<step>`` atomically and keep only the newest ``keep`` checkpoints."""
+    """Checkpoint a single-process (or DDP rank-0) model; see ``write_training_checkpoint``."""
+    weights, optimizer_state = trainable_state(model), optimizer.state_dict()
+    return write_training_checkpoint(
+        folder, step, weights, optimizer_state, [torch.get_rng_state()], keep
+    )
+
+
+def write_training_checkpoint(
+    folder: Path,
+    step: int,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    rng_states: list[torch.Tensor],
+    keep: int = 2,
+) -> Path:
+    """Write ``folder/step_<step>`` atomically and keep only the newest ``keep`` checkpoints.
+
+    ``rng_states`` holds each rank's torch RNG state (rank order): ranks draw different dropout
+    masks, so a resumed multi-rank run matches an uninterrupted one only if each gets its own.
+    """
     target = folder / f"{PREFIX}{step:07d}"
     with atomic_directory(target) as staging:
-        save_file(trainable_state(model), staging / WEIGHTS)
-        state = {"step": step, "optimizer": optimizer.state_dict(), "rng": _rng_state()}
+        save_file(weights, staging / WEIGHTS)
+        rng = {"torch": rng_states[0], "torch_per_rank": list(rng_states)}
+        state = {"step": step, "optimizer": optimizer_state, "rng": rng}
         torch.save(state, staging / STATE)
     for old in list_checkpoints(folder)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -53,14 +76,25 @@ def list_checkpoints(folder: Path) -> list[Path]:
     return sorted(path for path in folder.iterdir() if path.name.startswith(PREFIX))
 
 
-def load_training_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Restore weights, optimiser and RNG states from ``path``; returns the step to start at."""
+def load_training_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+) -> int:
+    """Restore weights, optimiser and RNG states from ``path``; returns the step to start at.
+
+    A sharded (FSDP) ``model`` receives its shard of the full tensors. With a different number of
+    ranks than the run that wrote it, every rank continues from rank 0's RNG state.
+    """
     try:
         weights = load_file(path / WEIGHTS)
         state = torch.load(path / STATE, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as error:
         raise CheckpointError(f"cannot read training checkpoint {path}: {error}") from None
-    expected = trainable_state(model)
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(weights) != set(expected):
         missing = sorted(set(expected) - set(weights))[:5]
         extra = sorted(set(weights) - set(expected))[:5]
@@ -68,16 +102,15 @@ def load_training_checkpoint(path: Path, model: nn.Module, optimizer: torch.opti
             f"{path} does not match this model's trainable parameters (missing e.g. {missing}, "
             f"unexpected e.g. {extra}); resume with the config the run started with"
         )
-    model.load_state_dict(weights, strict=False)
-    optimizer.load_state_dict(state["optimizer"])
-    _set_rng_state(state["rng"])
-    return int(state["step"])
+    from minigptv2.train import fsdp
 
-
-def _rng_state() -> dict[str, Any]:
+    if fsdp.is_sharded(model):
+        fsdp.load_training_state(model, optimizer, weights, state["optimizer"])
+    else:
+        model.load_state_dict(weights, strict=False)
+        optimizer.load_state_dict(state["optimizer"])
     # Only torch draws random numbers in the loop (dropout); data is addressed by index.
-    return {"torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    per_rank = state["rng"].get("torch_per_rank", [])  # absent in checkpoints before FSDP
+    own = len(per_rank) == world_size
+    torch.set_rng_state(per_rank[rank] if own else state["rng"]["torch"])
+    return int(state["step"])

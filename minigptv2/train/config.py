@@ -19,6 +19,7 @@ from minigptv2.errors import ConfigError
 from minigptv2.train.optim import OptimConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("auto", "ddp", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class TrainConfig:
     # GFLOP/s on an AVX2-only EPYC).
     precision: str = "auto"
     gradient_checkpointing: bool = False
+    # Under torchrun: "ddp" replicates the model on every rank, "fsdp" shards it (train/fsdp.py);
+    # "auto" picks FSDP for a 1B+ parameter language model (the 7B size), else DDP.
+    parallel: str = "auto"
     out_dir: str = "runs/train"
     save_every: int = 500
     log_every: int = 10
@@ -70,6 +74,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.parallel not in PARALLEL:
+            raise ConfigError(f"parallel {self.parallel!r} is not one of {PARALLEL}")
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "eval_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -71,3 +71,14 @@ def gradient_sync(network: nn.Module, sync: bool) -> Iterator[None]:
     if set_sync is not None:
         set_sync(sync)
     yield
+
+
+def gather_rng_states(world: World) -> list[torch.Tensor]:
+    """Every rank's torch RNG state, in rank order (all ranks must call it)."""
+    own = torch.get_rng_state()
+    if world.size == 1:
+        return [own]
+    device = torch.device("cuda") if dist.get_backend() == "nccl" else torch.device("cpu")
+    gathered = [torch.empty_like(own, device=device) for _ in range(world.size)]
+    dist.all_gather(gathered, own.to(device))
+    return [state.cpu() for state in gathered]

@@ -1,8 +1,13 @@
 """The training loop: set-up, steps, checkpoints, export — one function to read top to bottom.
 
 ``minigptv2 train --config configs/….yaml`` calls ``train``. The same command under
-``torchrun --nproc-per-node N`` runs data-parallel (DDP); each rank reads its own slice of every
-step's samples (see ``data.py``), so the global batch is ``batch_size * grad_accum * N``.
+``torchrun --nproc-per-node N`` runs data-parallel: DDP, or FSDP (``fsdp.py``) with
+``parallel: fsdp`` and by default for the 7B size. Each rank reads its own slice of every step's
+samples (see ``data.py``), so the global batch is ``batch_size * grad_accum * N``.
+
+What a run writes to ``out_dir``: ``metrics.jsonl`` (loss, lr, samples/s per logged step; skipped
+steps; held-out scores with ``eval_every``), ``checkpoints/step_*``, ``curves.png`` (at the end
+and on Ctrl-C), ``model/`` (the export) and ``train_config.json``.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from minigptv2.model import MiniGPTv2
 from minigptv2.processor import Processor
 from minigptv2.tasks import TASK_TOKENS
 from minigptv2.tokenizer import Tokenizer, train_tokenizer
-from minigptv2.train import evaluation
+from minigptv2.train import evaluation, fsdp
 from minigptv2.train.checkpoint import (
     list_checkpoints,
     load_training_checkpoint,
-    save_training_checkpoint,
+    trainable_state,
+    write_training_checkpoint,
 )
 from minigptv2.train.config import TrainConfig, resolve_precision
 from minigptv2.train.data import Collator, StepBatchSampler, build_mixture, corpus
@@ -38,6 +44,7 @@ from minigptv2.train.distributed import (
     all_ranks_agree,
     barrier,
     close_world,
+    gather_rng_states,
     gradient_sync,
     init_world,
 )
@@ -66,12 +73,18 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     torch.manual_seed(config.seed)
     model, tokenizer = _build_model(config, out, world)
     processor = Processor(tokenizer, model.config)
+    parallel = fsdp.resolve_parallel(config.parallel, model) if world.size > 1 else "none"
+    if parallel == "fsdp":
+        # Before the optimiser is built: it must hold the sharded parameters.
+        model = fsdp.shard(model, world)
     optimizer = build_optimizer(model, config.optim)
 
     start = 0
     checkpoints = list_checkpoints(out / "checkpoints")
     if resume and checkpoints:
-        start = load_training_checkpoint(checkpoints[-1], model, optimizer)
+        start = load_training_checkpoint(
+            checkpoints[-1], model, optimizer, rank=world.rank, world_size=world.size
+        )
         _say(world, f"resumed from {checkpoints[-1]} at step {start}")
     elif resume:
         _say(world, f"nothing to resume in {out / 'checkpoints'}; starting at step 0")
@@ -92,9 +105,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     # Ranks draw their batch's dataset independently (as the reference does), and a text-only
     # batch leaves the vision encoder unused, hence find_unused_parameters.
     network = (
-        DistributedDataParallel(model, find_unused_parameters=True) if world.size > 1 else model
+        DistributedDataParallel(model, find_unused_parameters=True) if parallel == "ddp" else model
     )
     model.train()
+    if world.size > 1:
+        _say(world, f"{world.size} ranks, {parallel.upper()}")
 
     log_file = (out / "metrics.jsonl").open("a") if world.is_main else None
     # tqdm's own counters give step/total, elapsed and the ETA (it excludes ``initial`` from the
@@ -167,9 +182,10 @@ def _evaluate_if_due(
     """Held-out scores after ``step`` on rank 0 (the others wait); returns the bar's scores."""
     if not evaluation.due(step, config):
         return scores
+    whole = _unsharded(model)
     if world.is_main:
         try:
-            summary = evaluation.evaluate_model(model, processor, config)
+            summary = evaluation.evaluate_model(whole, processor, config)
         except MiniGPTv2Error as error:
             # A broken evaluation must not cost the training run; say so and carry on.
             _say(world, f"step {step}: evaluation failed: {error}")
@@ -259,9 +275,21 @@ def _from_scratch_tokenizer(config: TrainConfig, out: Path, world: World) -> Tok
 def _checkpoint(
     world: World, out: Path, step: int, model: MiniGPTv2, optimizer: torch.optim.Optimizer
 ) -> None:
+    """All ranks call it; rank 0 writes the single-process format (FSDP shards gathered)."""
+    if fsdp.is_sharded(model):
+        weights, optimizer_state = fsdp.gather_training_state(model, optimizer)
+    else:
+        weights, optimizer_state = trainable_state(model), optimizer.state_dict()
+    rng_states = gather_rng_states(world)
     if world.is_main:
-        save_training_checkpoint(out / "checkpoints", step, model, optimizer)
+        folder = out / "checkpoints"
+        write_training_checkpoint(folder, step, weights, optimizer_state, rng_states)
     barrier(world)
+
+
+def _unsharded(model: MiniGPTv2) -> MiniGPTv2 | None:
+    """The model as rank 0 can use it alone (all ranks call it; None on the others under FSDP)."""
+    return fsdp.unsharded_copy(model) if fsdp.is_sharded(model) else model
 
 
 def _export(
@@ -270,8 +298,9 @@ def _export(
     from minigptv2.checkpoints import save_pretrained
 
     target = out / "model"
+    whole = _unsharded(model)
     if world.is_main:
-        save_pretrained(model, tokenizer, target, full=config.init_from is None)
+        save_pretrained(whole, tokenizer, target, full=config.init_from is None)
         (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     barrier(world)
     return target
@@ -280,6 +309,11 @@ def _export(
 def check_in_sync(world: World, model: MiniGPTv2) -> None:
     """Fail loudly if data-parallel ranks ended with different weights."""
     if world.size == 1:
+        return
+    if fsdp.is_sharded(model):
+        _say(
+            world, f"{world.size} ranks sharded (FSDP): one copy of each weight, nothing to compare"
+        )
         return
     checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum()
     gathered = [torch.zeros_like(checksum) for _ in range(world.size)]

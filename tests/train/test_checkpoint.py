@@ -58,3 +58,16 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
         load_training_checkpoint(
             tmp_path / "step_0000001", bigger, torch.optim.AdamW(bigger.parameters())
         )
+
+
+def test_each_rank_gets_its_own_rng_state_back(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    states = [torch.manual_seed(seed).get_state() for seed in (10, 11)]
+    weights, optimizer_state = checkpoint.trainable_state(model), optimizer.state_dict()
+    checkpoint.write_training_checkpoint(tmp_path, 5, weights, optimizer_state, states)
+    path = tmp_path / "step_0000005"
+    load_training_checkpoint(path, model, optimizer, rank=1, world_size=2)
+    assert torch.equal(torch.get_rng_state(), states[1])
+    # Another number of ranks than the run that wrote it: all continue from rank 0's state.
+    load_training_checkpoint(path, model, optimizer, rank=2, world_size=3)
+    assert torch.equal(torch.get_rng_state(), states[0])

@@ -1,0 +1,149 @@
+"""Fully sharded data parallel (FSDP2, ``torch.distributed.fsdp.fully_shard``) for large models.
+
+With ``parallel: fsdp`` (or ``auto`` and a language model of 1B+ parameters, i.e. the 7B size)
+each LLaMA decoder layer becomes its own FSDP unit and the rest of the model (vision encoder,
+projector, embeddings, output head) one root unit. Every rank then holds 1/N of each weight, of its
+gradient and of its AdamW moments, and gathers a layer's weights only while that layer runs.
+
+* **Frozen + trainable.** FSDP2 shards per parameter, so a frozen base with trainable LoRA
+  adapters in the same layer needs nothing special: only parameters with a gradient are
+  reduce-scattered (FSDP1 would need ``use_orig_params=True``). Mixed dtypes (bf16 frozen
+  weights, fp32 adapters) are all-gathered together as bytes.
+* **The vision encoder stays in the root unit**, gathered at every step whether or not the
+  rank's batch has an image: FSDP's collectives must run in the same order on every rank, and a
+  text-only micro-batch skips the encoder. Limitation: with a *trainable* encoder and text-only
+  micro-batches on some ranks, the root unit's gradient reduce-scatter would differ between
+  ranks; the shipped recipes never combine the two (the 7B stages freeze the encoder).
+* **Checkpoints are gathered to rank 0** in the single-process format (trainable weights by name,
+  optimiser state by parameter index), so ``--resume`` works across DDP, FSDP and one process,
+  and ``save_pretrained`` writes the same export. Evaluation and export build one unsharded copy
+  on rank 0 (a full model's memory there, once per evaluation).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+from minigptv2.model import MiniGPTv2
+from minigptv2.train.distributed import World
+
+# ``parallel: auto`` shards language models from this size up (LLaMA-2-7B: 6.7e9 parameters);
+# below it DDP's full replicas fit and need less communication.
+AUTO_FSDP_PARAMETERS = 1_000_000_000
+
+
+def resolve_parallel(parallel: str, model: MiniGPTv2) -> str:
+    """``"auto"`` -> ``"fsdp"`` for a 1B+ parameter language model, else ``"ddp"``."""
+    if parallel != "auto":
+        return parallel
+    size = sum(parameter.numel() for parameter in model.language_model.parameters())
+    return "fsdp" if size >= AUTO_FSDP_PARAMETERS else "ddp"
+
+
+def shard(model: MiniGPTv2, world: World) -> MiniGPTv2:
+    """Shard ``model`` in place over all ranks: one unit per decoder layer, one for the rest."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    mesh = init_device_mesh(device, (world.size,))
+    for layer in model.language_model.modules():
+        if isinstance(layer, LlamaDecoderLayer):
+            fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    return isinstance(model, FSDPModule)
+
+
+def gather_training_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Full trainable weights and optimiser state on rank 0 (empty elsewhere); all ranks call it.
+
+    The optimiser state comes back keyed by parameter name; it is re-keyed by position, as
+    ``Optimizer.state_dict`` does, so the checkpoint is the one a single process writes.
+    """
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=True)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    weights = get_model_state_dict(model, options=options)
+    by_name = get_optimizer_state_dict(model, optimizer, options=options)
+    weights = {name: tensor for name, tensor in weights.items() if name in trainable}
+    return weights, (_by_position(by_name) if by_name else {})
+
+
+def load_training_state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+) -> None:
+    """Shard full (single-process format) weights and optimiser state onto this rank."""
+    options = StateDictOptions(full_state_dict=True, strict=False)
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(
+        model, optimizer, _by_name(optimizer_state, model, optimizer), options=options
+    )
+    # The round trip turns tuples such as AdamW's ``betas`` into lists; keep the original types
+    # so a later checkpoint is identical to a single-process one.
+    for group, saved in zip(optimizer.param_groups, optimizer_state["param_groups"], strict=True):
+        for key, value in saved.items():
+            if isinstance(value, tuple):
+                group[key] = tuple(group[key])
+
+
+def unsharded_copy(model: nn.Module) -> MiniGPTv2 | None:
+    """An ordinary ``MiniGPTv2`` with the sharded model's weights on rank 0 (None elsewhere).
+
+    All ranks must call it (the weights are all-gathered).
+    """
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    full = get_model_state_dict(model, options=options)
+    if not full:
+        return None
+    copy = MiniGPTv2(model.config)
+    copy.set_trainable(model.trainable)
+    copy.load_state_dict(full, strict=True)
+    # A trainable-only export records the base files the sharded model was loaded from.
+    copy.weights_source = getattr(model, "weights_source", None)
+    return copy.train(model.training)
+
+
+def _by_position(state: dict[str, Any]) -> dict[str, Any]:
+    """``{"state": {name: ...}}`` -> ``{"state": {index: ...}}``, indices in group order."""
+    index: dict[str, int] = {}
+    groups = []
+    for group in state["param_groups"]:
+        positions = [index.setdefault(name, len(index)) for name in group["params"]]
+        groups.append({**group, "params": positions})
+    return {
+        "state": {index[name]: value for name, value in state["state"].items()},
+        "param_groups": groups,
+    }
+
+
+def _by_name(
+    state: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Inverse of ``_by_position`` for this optimiser's parameters."""
+    names_of = {id(parameter): name for name, parameter in model.named_parameters()}
+    names = [names_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+    return {
+        "state": {names[int(index)]: value for index, value in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [names[index] for index in group["params"]]}
+            for group in state["param_groups"]
+        ],
+    }
