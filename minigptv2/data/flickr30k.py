@@ -61,7 +61,10 @@ def parse_annotation(path: Path) -> tuple[tuple[int, int], dict[str, list[Box]]]
     """Image size and the boxes of each entity id from a Flickr30k Entities XML file."""
     if not path.is_file():
         raise DataError(f"annotation not found: {path}")
-    root = ElementTree.parse(path).getroot()
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as error:
+        raise DataError(f"{path} is not valid XML ({error})") from None
     size = root.find("size")
     if size is None:
         raise DataError(f"{path} has no <size>")

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from minigptv2.boxes import xywh_to_xyxy
-from minigptv2.data.reader import Reader, coco_box_text, process_text, read_image, read_json
+from minigptv2.data.reader import (
+    Reader,
+    coco_box_text,
+    process_text,
+    read_image,
+    read_json,
+    require,
+)
 from minigptv2.data.sample import Sample
 from minigptv2.errors import DataError
 from minigptv2.tasks import IDENTIFY_TEMPLATES, REFER_TEMPLATES
@@ -85,6 +92,7 @@ class RefCOCO(Reader):
         self.source = ("inv" if task == "identify" else "") + SOURCE_NAMES[dataset]
         refs = load_refs(folder / f"refs({SPLIT_BY[dataset]}).p")
         instances = read_json(folder / "instances.json")
+        require(instances, ("annotations",), str(folder / "instances.json"))
         self.boxes = {ann["id"]: ann["bbox"] for ann in instances["annotations"]}
         self.records = [ref for ref in refs if ref.get("split") == split and ref["sentences"]]
 

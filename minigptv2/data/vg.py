@@ -13,7 +13,14 @@ import random
 from pathlib import Path, PurePosixPath
 
 from minigptv2.boxes import xywh_to_xyxy
-from minigptv2.data.reader import Reader, coco_box_text, process_text, read_image, read_json
+from minigptv2.data.reader import (
+    Reader,
+    coco_box_text,
+    process_text,
+    read_image,
+    read_json,
+    require,
+)
 from minigptv2.data.sample import Sample
 from minigptv2.tasks import REFER_TEMPLATES
 
@@ -39,6 +46,9 @@ class VisualGenomeRegions(Reader):
         self.images = Path(images)
         infos = read_json(folder / "image_data.json")
         self.paths = {info.get("image_id", info.get("id")): _image_path(info) for info in infos}
+        descriptions = read_json(folder / "region_descriptions.json")
+        if descriptions:
+            require(descriptions[0], ("id", "regions"), str(folder / "region_descriptions.json"))
         self.records = [
             (
                 entry["id"],
@@ -48,7 +58,7 @@ class VisualGenomeRegions(Reader):
                 region["height"],
                 region["phrase"],
             )
-            for entry in read_json(folder / "region_descriptions.json")
+            for entry in descriptions
             for region in entry["regions"]
             if region["width"] * region["height"] < MAX_REGION_AREA
         ]
