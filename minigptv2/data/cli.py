@@ -29,12 +29,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shapes.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="processes rendering images"
     )
+    inspect = actions.add_parser(
+        "inspect", help="per dataset of a stage config: records, ratio and example samples"
+    )
+    inspect.add_argument("--config", required=True, help="a stage YAML")
+    inspect.add_argument("--samples", type=int, default=1, help="examples shown per dataset")
+    inspect.add_argument("overrides", nargs="*", help="key=value, e.g. data.path=/data/minigptv2")
 
 
 def run(args: argparse.Namespace) -> int:
     """Check a custom JSONL dataset, or write Shapes samples in that format."""
     if args.data_command == "check":
         return _check(args.file)
+    if args.data_command == "inspect":
+        return _inspect(args)
     return _shapes(args)
 
 
@@ -60,3 +68,37 @@ def _shapes(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - began
     print(f"wrote {args.n} Shapes samples to {path} in {seconds:.1f} s")
     return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    """Build each dataset of a stage's mixture on its own, so one broken dataset does not hide
+    the state of the others; exit 1 if any cannot be read."""
+    from minigptv2.data.mixing import Mixture
+    from minigptv2.errors import MiniGPTv2Error
+    from minigptv2.prompts import render, to_text
+    from minigptv2.train.config import DataConfig, load_train_config
+    from minigptv2.train.data import build_mixture
+
+    data = load_train_config(args.config, args.overrides).data
+    names = list(data.mix) if data.mix else [None]
+    total = sum(data.mix.values()) if data.mix else 1.0
+    failed = 0
+    for name in names:
+        label = name or data.source
+        try:
+            only = None if name is None else {name: data.mix[name]}
+            config = DataConfig(source=data.source, path=data.path, mix=only)
+            mixture: Mixture = build_mixture(config)
+            dataset = next(iter(mixture.datasets.values()))
+            reader = getattr(dataset, "reader", None)
+            records = f"{len(reader):,} records" if reader is not None else "generated"
+            share = data.mix[name] / total if name else 1.0
+            print(f"{label}: {records}, {share:.1%} of draws")
+            for position in range(args.samples):
+                sample = mixture[(mixture.names[0], position)]
+                text = to_text(render(sample.turns, image=sample.image is not None))
+                print(f"  {text[:300]}")
+        except MiniGPTv2Error as error:
+            failed += 1
+            print(f"{label}: cannot be read: {error}")
+    return 1 if failed else 0

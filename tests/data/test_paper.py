@@ -69,3 +69,17 @@ def test_paper_stage_configs_load_and_name_known_datasets(stage):
     if stage == 3:  # the released config's ratios (spec §5.2)
         assert sum(config.data.mix.values()) == 730 and config.data.mix["llava_reason"] == 80
         assert config.steps == 35000 and config.optim.lr == 1e-5
+
+
+def test_inspect_reports_each_dataset_and_which_cannot_be_read(root, tmp_path, capsys):
+    from minigptv2.cli import main
+
+    config = tmp_path / "stage.yaml"
+    mix = "{gqa: 3, ocrvqa: 1, unnatural_instruction: 1}"
+    config.write_text(f"data: {{source: paper, path: {root}, mix: {mix}}}\n")
+    assert main(["data", "inspect", "--config", str(config), "--samples", "1"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "gqa: 1 records, 60.0% of draws"
+    assert out[1].startswith("  [INST] <Img><ImageHere></Img> [vqa]") and out[1].endswith("yes</s>")
+    assert out[2].startswith("ocrvqa: cannot be read: dataset file not found")
+    assert out[3] == "unnatural_instruction: 1 records, 20.0% of draws"
