@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minigptv2.boxes import Grounding, parse_grounding
-from minigptv2.errors import CheckpointError, PromptError
+from minigptv2.errors import CheckpointError, ConfigError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
 from minigptv2.model.decoding import Sampling
+from minigptv2.model.quantize import quantize_int8
 from minigptv2.processor import Processor
 from minigptv2.prompts import EVAL_STYLE, STYLES, PromptStyle, Turn
 from minigptv2.streaming import TextDeltas
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
 
 # The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
+
+# Weight-only quantizations of the language model, applied after loading.
+QUANTIZATIONS = {"int8": quantize_int8}
 
 
 @dataclass(frozen=True)
@@ -90,8 +94,12 @@ class Assistant:
         checkpoint: str | Path | None = None,
         strict: bool = True,
         dtype: str | None = None,
+        quantize: str | None = None,
     ) -> Assistant:
         """Our saved folder, the three released files, or (with no argument) the shipped model.
+
+        ``quantize="int8"`` stores the language model's linear weights as int8 (weight-only, per
+        output channel; see ``model/quantize.py``): faster CPU decoding for a small accuracy cost.
 
         Generation uses the prompt style named in the model's config (``prompt_style``): the
         reference evaluation style for released weights, the training style for the Shapes model,
@@ -115,6 +123,13 @@ class Assistant:
                     "--model DIR / --eva FILE --llama DIR --checkpoint FILE"
                 )
             network, tokenizer = load_pretrained(folder, strict=strict, dtype=dtype)
+        if quantize is not None:
+            if quantize not in QUANTIZATIONS:
+                raise ConfigError(
+                    f"unknown quantization {quantize!r}; choose one of {sorted(QUANTIZATIONS)} "
+                    "or none"
+                )
+            QUANTIZATIONS[quantize](network.language_model)
         style = STYLES[network.config.prompt_style]
         return cls(network, Processor(tokenizer, network.config), style=style)
 

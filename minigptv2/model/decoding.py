@@ -145,7 +145,8 @@ def decode(
     """
     model = decoder(language_model)
     embedding = model.get_input_embeddings()
-    parameters = sum(parameter.numel() for parameter in model.parameters())
+    # Weights held as buffers (int8) count too: the size only picks the thread count.
+    parameters = sum(tensor.numel() for tensor in [*model.parameters(), *model.buffers()])
     cache = DynamicCache() if cache is None else cache
     batch = inputs_embeds.shape[0]
     rows = torch.arange(batch, device=inputs_embeds.device)  # batch rows still generating

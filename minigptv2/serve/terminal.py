@@ -29,6 +29,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="load what matches, report the rest",
     )
     source.add_argument("--dtype", choices=("float32", "bfloat16"), help="frozen-weight dtype")
+    source.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 weights for the language model's linear layers (faster CPU decoding)",
+    )
     decoding = parser.add_argument_group("decoding (default: greedy)")
     decoding.add_argument("--max-new-tokens", type=int, default=128)
     decoding.add_argument("--sample", action="store_true", help="sample instead of greedy")
@@ -46,6 +51,7 @@ def load_assistant(args: argparse.Namespace):
         checkpoint=args.checkpoint,
         strict=args.strict,
         dtype=args.dtype,
+        quantize="int8" if getattr(args, "int8", False) else None,
     )
 
 

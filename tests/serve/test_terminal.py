@@ -37,6 +37,23 @@ def test_generate_json_one_shot(saved_model, picture, capsys):
     assert isinstance(result["text"], str) and isinstance(result["grounding"], list)
 
 
+def test_generate_with_int8_weights(saved_model, picture, capsys, monkeypatch):
+    from minigptv2.assistant import Assistant
+
+    loads = []
+    real_load = Assistant.load.__func__
+
+    def recorded(cls, *args, **kwargs):
+        loads.append(kwargs.get("quantize"))
+        return real_load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(Assistant, "load", classmethod(recorded))
+    args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
+    assert main([*args, "--int8", "--json", "--max-new-tokens", "3"]) == 0
+    assert loads == ["int8"]
+    assert set(json.loads(capsys.readouterr().out)) == {"text", "grounding"}
+
+
 def test_generate_draws_boxes(saved_model, picture, tmp_path):
     out = tmp_path / "drawn.png"
     args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
