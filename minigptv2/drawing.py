@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PIL import Image, ImageDraw, ImageFont
 
 from minigptv2.boxes import Grounding
+from minigptv2.errors import PromptError
+from minigptv2.images import ImageSource, load_image
+
+if TYPE_CHECKING:
+    from minigptv2.assistant import Answer
 
 # The reference demo's colour list (spec §7), one colour per grounded phrase, cycling.
 COLORS: tuple[tuple[int, int, int], ...] = (
@@ -17,8 +24,20 @@ COLORS: tuple[tuple[int, int, int], ...] = (
 MIN_DRAW_SIDE = 448
 
 
-def draw_boxes(image: Image.Image, grounding: Grounding) -> Image.Image:
-    """A copy of ``image`` with every box of ``grounding`` drawn, labelled with its phrase."""
+def draw_boxes(image: ImageSource, result: Grounding | Answer) -> Image.Image:
+    """A copy of ``image`` with every box of ``result`` drawn, labelled with its phrase.
+
+    ``result`` is an ``Answer`` (from ``Assistant.chat``/``generate``) or its ``Grounding``; the
+    boxes are in pixels of ``image``, which may also be a path or bytes.
+    """
+    image = load_image(image)
+    # An Answer carries its Grounding; duck-typed so drawing never imports the model stack.
+    grounding = getattr(result, "grounding", result)
+    if not isinstance(grounding, Grounding):
+        raise PromptError(
+            f"draw_boxes needs an Answer or a Grounding, got {type(result).__name__}; pass what "
+            "Assistant.chat returned"
+        )
     scale = max(1.0, MIN_DRAW_SIDE / max(image.size))
     size = (round(image.width * scale), round(image.height * scale))
     canvas = image.convert("RGB").resize(size, Image.Resampling.NEAREST)
