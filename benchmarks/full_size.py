@@ -138,6 +138,12 @@ def _timed_forward(
     return time.perf_counter() - began, clock.last_call()
 
 
+def _bytes(module: nn.Module) -> int:
+    """Bytes of the weights ``module`` reads: parameters and buffers (int8 weights, scales)."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
 def _extrapolate(whole: float, layer: float, layers: int, total_layers: int) -> float:
     """A forward of the model with ``total_layers`` layers, from one with ``layers`` of them."""
     outside = max(0.0, whole - layers * layer)
@@ -150,6 +156,7 @@ def measure_language(
     cap_s: float,
     language: LanguageConfig = LANGUAGE,
     prompt_tokens: int = PROMPT_TOKENS,
+    int8: bool = False,
 ) -> dict[str, Any]:
     """Prefill of a MiniGPT-v2 prompt and greedy decode for LLaMA-2-7B, from a 2-layer model.
 
@@ -158,6 +165,10 @@ def measure_language(
     """
     layers = 2
     model = _llama(layers, dtype, language)
+    if int8:  # weight-only int8 linears (bf16 activations inside the kernel), norms stay
+        from minigptv2.model.quantize import quantize_int8
+
+        quantize_int8(model)
     clock = LayerClock(model.model.layers)
     hidden = language.hidden_size
     layer_matrices = _matrix_elements(model.model.layers[0])
@@ -187,9 +198,7 @@ def measure_language(
         steps.append(_extrapolate(whole, layer, layers, language.num_layers))
     decode_s = min(steps)
 
-    layer_bytes = sum(p.numel() * p.element_size() for p in model.model.layers[0].parameters())
-    head = model.lm_head.weight
-    bytes_per_token = language.num_layers * layer_bytes + head.numel() * head.element_size()
+    bytes_per_token = language.num_layers * _bytes(model.model.layers[0]) + _bytes(model.lm_head)
     bound = bandwidth_gbps * 1e9 / bytes_per_token
     return {
         "prompt_tokens": prompt_tokens,
@@ -200,6 +209,7 @@ def measure_language(
         "decode_method": (
             f"best of {DECODE_STEPS} steps, {layers} layers timed by hooks, x{language.num_layers}"
         ),
+        "weight_bytes_per_token": bytes_per_token,
         "weight_gb_per_token": round(bytes_per_token / 1e9, 3),
         "bandwidth_bound_tokens_per_s": round(bound, 4),
         "decode_fraction_of_bandwidth_bound": round(1.0 / decode_s / bound, 3),
@@ -217,4 +227,11 @@ def measure_full_size(machine: dict[str, Any], cap_s: float = 60.0) -> dict[str,
         result[f"vision_{name}"] = measure_vision(dtype, peak, cap_s)
         log(f"full size: LLaMA-2-7B layers in {name}")
         result[f"language_{name}"] = measure_language(dtype, machine["memory_gbps"], cap_s)
+    log("full size: LLaMA-2-7B layers with int8 weights")
+    try:
+        result["language_int8"] = measure_language(
+            torch.float32, machine["memory_gbps"], cap_s, int8=True
+        )
+    except ImportError:
+        result["language_int8"] = None  # no quantisation module in this version
     return result

@@ -120,17 +120,23 @@ def _cell(value: Any, pattern: str) -> str:
         return str(value)
 
 
-def _full_size_rows(dtype: str, vision: dict[str, Any], language: dict[str, Any]) -> list[str]:
-    encode = f"{vision['encode_s']:.2f} ({vision['fraction_of_matmul_peak']:.0%} of {dtype} peak)"
-    fraction = language["decode_fraction_of_bandwidth_bound"]
-    bound = language["bandwidth_bound_tokens_per_s"]
-    decode = f"{language['decode_tokens_per_s']:.3f} ({fraction:.0%} of the {bound:.2f} bound)"
-    prefill = f"prefill s ({language['prompt_tokens']} tokens), {dtype}"
-    return [
-        f"| image encoding s, {dtype} | {encode} | {vision['method']} |",
-        f"| {prefill} | {language['prefill_s']:.2f} | {language['prefill_method']} |",
-        f"| decode tokens/s, {dtype} | {decode} | {language['decode_method']} |",
-    ]
+def _full_size_rows(name: str, vision: dict | None, language: dict | None) -> list[str]:
+    rows = []
+    if vision:
+        encode = (
+            f"{vision['encode_s']:.2f} ({vision['fraction_of_matmul_peak']:.0%} of {name} peak)"
+        )
+        rows.append(f"| image encoding s, {name} | {encode} | {vision['method']} |")
+    if language:
+        fraction = language["decode_fraction_of_bandwidth_bound"]
+        bound = language["bandwidth_bound_tokens_per_s"]
+        decode = f"{language['decode_tokens_per_s']:.3f} ({fraction:.0%} of the {bound:.2f} bound)"
+        prefill = f"prefill s ({language['prompt_tokens']} tokens), {name}"
+        rows += [
+            f"| {prefill} | {language['prefill_s']:.2f} | {language['prefill_method']} |",
+            f"| decode tokens/s, {name} | {decode} | {language['decode_method']} |",
+        ]
+    return rows
 
 
 def table(result: dict[str, Any]) -> str:
@@ -153,8 +159,8 @@ def table(result: dict[str, Any]) -> str:
     full = result.get("full_size")
     if full:
         lines += ["", "| full size (ViT-g 448 px + LLaMA-2-7B) | value | how |", "|---|---|---|"]
-        for dtype in ("fp32", "bf16"):
-            lines += _full_size_rows(dtype, full[f"vision_{dtype}"], full[f"language_{dtype}"])
+        for name in ("fp32", "bf16", "int8"):
+            lines += _full_size_rows(name, full.get(f"vision_{name}"), full.get(f"language_{name}"))
     lines += ["", "| target (issue 8) | measured | met |", "|---|---|---|"]
     for row in result.get("targets", []):
         met = {True: "yes", False: "no", None: "-"}[row["met"]]

@@ -41,5 +41,17 @@ def test_vision_and_language_sections_on_toy_widths():
     layer = 4 * 32 * 32 + 3 * 32 * 64 + 2 * 32  # attention, MLP, two RMSNorm weights
     head = 300 * 32
     expected_gb = (6 * layer + head) * 4 / 1e9
-    assert result["weight_gb_per_token"] == pytest.approx(expected_gb, abs=1e-3)
+    assert result["weight_bytes_per_token"] == (6 * layer + head) * 4
     assert result["bandwidth_bound_tokens_per_s"] == pytest.approx(10.0 / expected_gb, rel=1e-3)
+
+
+def test_int8_weights_quarter_the_bytes_a_decode_step_reads():
+    language = LanguageConfig(vocab_size=300, hidden_size=64, num_layers=4, num_heads=4,
+                              intermediate_size=128)  # fmt: skip
+    fp32 = measure_language(torch.float32, 10.0, 5.0, language=language, prompt_tokens=16)
+    int8 = measure_language(
+        torch.float32, 10.0, 5.0, language=language, prompt_tokens=16, int8=True
+    )
+    # int8 weights plus one bf16 scale per output channel, fp32 norms: just over a quarter.
+    assert 0.25 < int8["weight_bytes_per_token"] / fp32["weight_bytes_per_token"] < 0.3
+    assert int8["decode_tokens_per_s"] > 0
