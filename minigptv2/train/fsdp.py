@@ -10,10 +10,12 @@ gradient and of its AdamW moments, and gathers a layer's weights only while that
   reduce-scattered (FSDP1 would need ``use_orig_params=True``). Mixed dtypes (bf16 frozen
   weights, fp32 adapters) are all-gathered together as bytes.
 * **The vision encoder stays in the root unit**, gathered at every step whether or not the
-  rank's batch has an image: FSDP's collectives must run in the same order on every rank, and a
-  text-only micro-batch skips the encoder. Limitation: with a *trainable* encoder and text-only
-  micro-batches on some ranks, the root unit's gradient reduce-scatter would differ between
-  ranks; the shipped recipes never combine the two (the 7B stages freeze the encoder).
+  rank's batch has an image. Limitation (measured with torch 2.13 on gloo): when one rank's
+  micro-batch has images and another's has none, the projector (and a trainable encoder) has a
+  gradient on one rank only, the root unit's reduce-scatter no longer matches across ranks and
+  gloo aborts the process. ``check_same_modality`` turns that into a clear error before the
+  backward pass; mixtures with text-only sources need ``parallel: ddp`` (DDP handles it with
+  ``find_unused_parameters``) until the batches are made modality-uniform across ranks.
 * **Checkpoints are gathered to rank 0** in the single-process format (trainable weights by name,
   optimiser state by parameter index), so ``--resume`` works across DDP, FSDP and one process,
   and ``save_pretrained`` writes the same export. Evaluation and export build one unsharded copy
@@ -37,8 +39,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
+from minigptv2.errors import ConfigError
 from minigptv2.model import MiniGPTv2
-from minigptv2.train.distributed import World
+from minigptv2.train.distributed import World, all_ranks_agree
 
 # ``parallel: auto`` shards language models from this size up (LLaMA-2-7B: 6.7e9 parameters);
 # below it DDP's full replicas fit and need less communication.
@@ -66,6 +69,18 @@ def shard(model: MiniGPTv2, world: World) -> MiniGPTv2:
 
 def is_sharded(model: nn.Module) -> bool:
     return isinstance(model, FSDPModule)
+
+
+def check_same_modality(batch: dict[str, Any], world: World) -> None:
+    """Refuse a step in which some ranks' micro-batches have images and others have none."""
+    has_images = batch.get("pixel_values") is not None
+    if all_ranks_agree(has_images, world) or all_ranks_agree(not has_images, world):
+        return
+    raise ConfigError(
+        "under FSDP some ranks drew a micro-batch with images and others a text-only one, which "
+        "FSDP cannot reduce (the projector has gradients on some ranks only); train this "
+        "mixture with parallel=ddp, or without text-only sources"
+    )
 
 
 def gather_training_state(

@@ -225,6 +225,8 @@ def _optimisation_step(
     )
     for micro in range(config.grad_accum):
         batch = next(batches)
+        if fsdp.is_sharded(model):
+            fsdp.check_same_modality(batch, world)
         # Gradients are averaged across ranks only on the last micro-batch of the step.
         with gradient_sync(network, micro == config.grad_accum - 1), autocast:
             loss = network(**batch).loss / config.grad_accum

@@ -109,7 +109,8 @@ def plot_curves(metrics: Path, target: Path) -> Path:
         for name, points in sorted(curves.evals.items()):
             axes.plot(*zip(*points, strict=True), marker="o", label=name)
         axes.set_ylabel("held-out eval")
-        axes.legend(loc="lower right", fontsize="small")
+        axes.set_ylim(-0.02, 1.02)  # every benchmark score is a fraction
+        axes.legend(loc="best", fontsize="small", ncol=2)
         axes.grid(alpha=0.3)
     (eval_axes or [lr_axes])[-1].set_xlabel("step")
     figure.suptitle(metrics.parent.name)

@@ -49,3 +49,52 @@ def test_an_unsharded_model_is_not_reported_as_sharded(tiny_model):
 def test_an_unknown_parallel_mode_is_refused():
     with pytest.raises(ConfigError, match="parallel 'zero3' is not one of"):
         TrainConfig(parallel="zero3")
+
+
+# (rank 0 has images, rank 1 has images) -> refused?
+MODALITY_CASES = [((True, True), False), ((False, False), False), ((True, False), True)]
+
+
+def _modality_checks(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    from minigptv2.train.distributed import World
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        for case, (images, _) in enumerate(MODALITY_CASES):
+            batch = {"pixel_values": torch.zeros(1) if images[rank] else None}
+            try:
+                fsdp.check_same_modality(batch, World(rank, 2))
+                results.put((case, rank, "ok"))
+            except ConfigError as error:
+                results.put((case, rank, str(error)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_mixed_image_and_text_only_micro_batches_are_refused_on_every_rank():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    processes = [
+        context.Process(target=_modality_checks, args=(rank, port, results)) for rank in range(2)
+    ]
+    for process in processes:
+        process.start()
+    answers = {}
+    for _ in range(2 * len(MODALITY_CASES)):
+        case, rank, answer = results.get(timeout=300)
+        answers[case, rank] = answer
+    for process in processes:
+        process.join(timeout=60)
+    for case, (_, refused) in enumerate(MODALITY_CASES):
+        for rank in range(2):
+            answer = answers[case, rank]
+            assert ("parallel=ddp" in answer) if refused else answer == "ok", (case, rank)
