@@ -258,8 +258,8 @@ def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv
         model.set_trainable(config.trainable)
     if config.gradient_checkpointing:
         model.vision.gradient_checkpointing = True
-        model.language_model.gradient_checkpointing_enable(
-            gradient_checkpointing_kwargs={"use_reentrant": False}
+        model.language_model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
         )
     return model, tokenizer
 

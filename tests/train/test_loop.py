@@ -122,3 +122,23 @@ def test_a_stage_continues_from_the_previous_stage_export(tmp_path):
     assert after.config == before.config
     moved = after.projector.linear.weight - before.projector.linear.weight
     assert moved.abs().max() > 0
+
+
+def test_gradient_checkpointing_trains_exactly_like_plain_backward(tmp_path, monkeypatch):
+    plain = loop.train(tiny_run(tmp_path / "plain", steps=2, precision="fp32"))
+    real_build = loop._build_model
+    built = []
+    monkeypatch.setattr(loop, "_build_model", lambda *a: built.append(real_build(*a)) or built[-1])
+    checkpointed = tiny_run(
+        tmp_path / "ckpt", steps=2, precision="fp32", gradient_checkpointing=True
+    )
+    loop.train(checkpointed)
+    model = built[0][0]
+    layers = [m for m in model.language_model.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+    assert layers and all(layer.gradient_checkpointing for layer in layers)
+    assert model.vision.gradient_checkpointing
+    first, second = losses(tmp_path / "plain" / "run"), losses(tmp_path / "ckpt" / "run")
+    assert second == pytest.approx(first, abs=1e-6)
+    before, _ = load_pretrained(plain)
+    after, _ = load_pretrained(tmp_path / "ckpt" / "run" / "model")
+    torch.testing.assert_close(after.projector.linear.weight, before.projector.linear.weight)
