@@ -175,16 +175,23 @@ def expand_shortcut(message: str) -> str:
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="which held-out Shapes scene to use")
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
-    parser.add_argument("--out", type=Path, default=Path("minigptv2_demo.png"))
+    parser.add_argument(
+        "--out", type=Path, default=Path("."), help="folder for demo.png and demo_refer.png"
+    )
     add_model_arguments(parser)
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Show the whole system: a scene, one question per task, answers, boxes drawn to a PNG."""
+    """Show the whole system: a scene, one question per task, answers, boxes drawn to PNGs.
+
+    ``OUT/demo.png`` holds the grounded caption's boxes, ``OUT/demo_refer.png`` the referring box.
+    """
     from minigptv2.data.shapes import make_sample
     from minigptv2.drawing import draw_boxes
     from minigptv2.images import load_image
 
+    if args.out.exists() and not args.out.is_dir():
+        raise MiniGPTv2Error(f"--out {args.out} is a file; pass a folder for demo.png")
     assistant = load_assistant(args)
     config = generation_config(args)
     if args.image is not None:
@@ -200,6 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
         prompts = [
             "[grounding] describe this image in detail",
             f"[refer] give me the location of {expression}",
+            "[caption] Briefly describe this image.",
             "[detection] circles",
             "[vqa] how many shapes are there?",
             f"[identify] what is it in {sample.turns[0].assistant}",
@@ -207,13 +215,15 @@ def run_demo(args: argparse.Namespace) -> int:
     answers = assistant.generate([image] * len(prompts), prompts, config)
     for prompt, answer in zip(prompts, answers, strict=True):
         print(f"{prompt}\n  -> {answer.text}")
-    draw_boxes(image, answers[0].grounding).save(args.out)
-    refer = args.out.with_name(args.out.stem + "_refer" + args.out.suffix)
-    if len(answers) > 1:
+    args.out.mkdir(parents=True, exist_ok=True)
+    drawn = args.out / "demo.png"
+    draw_boxes(image, answers[0].grounding).save(drawn)
+    refer = args.out / "demo_refer.png"
+    if args.image is None:
         draw_boxes(image, answers[1].grounding).save(refer)
     print(
-        f"grounded caption drawn in {args.out}"
-        + (f", referring box in {refer}" if len(answers) > 1 else "")
+        f"grounded caption drawn in {drawn}"
+        + (f", referring box in {refer}" if args.image is None else "")
     )
     return 0
 

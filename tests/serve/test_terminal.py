@@ -10,6 +10,7 @@ from PIL import Image
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
 from minigptv2.serve.terminal import expand_shortcut
+from minigptv2.tasks import TASKS
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "make_released_fixture.py"
 
@@ -112,14 +113,25 @@ def test_chat_streams_each_turn_and_keeps_the_history(saved_model, picture, monk
     assert printed == [first, second, first]  # /reset started the conversation again
 
 
-def test_demo_writes_annotated_images(saved_model, tmp_path, capsys):
-    out = tmp_path / "demo.png"
+def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_path, capsys):
+    out = tmp_path / "new" / "folder"
     assert (
         main(["demo", "--model", str(saved_model), "--out", str(out), "--max-new-tokens", "4"]) == 0
     )
     printed = capsys.readouterr().out
-    assert "[grounding] describe this image in detail" in printed and "[refer]" in printed
-    assert out.is_file() and out.with_name("demo_refer.png").is_file()
+    for task in TASKS:
+        assert f"[{task}]" in printed
+    for name in ("demo.png", "demo_refer.png"):
+        with Image.open(out / name) as drawn:
+            assert drawn.size == (112, 112)
+
+
+def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
+    afile = tmp_path / "demo.png"
+    afile.write_bytes(b"keep me")
+    assert main(["demo", "--model", str(saved_model), "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert afile.read_bytes() == b"keep me"
 
 
 @pytest.mark.parametrize(
