@@ -9,6 +9,7 @@ from PIL import Image
 
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
+from minigptv2.data.shapes import make_sample
 from minigptv2.serve.terminal import expand_shortcut
 from minigptv2.tasks import TASKS
 
@@ -121,9 +122,13 @@ def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_
     printed = capsys.readouterr().out
     for task in TASKS:
         assert f"[{task}]" in printed
+    scene = make_sample(7, "test", task="refer").image  # the demo's default scene
     for name in ("demo.png", "demo_refer.png"):
-        with Image.open(out / name) as drawn:
-            assert drawn.size == (112, 112)
+        with Image.open(out / name) as drawn:  # small images are drawn enlarged, never cropped
+            assert (
+                drawn.width >= scene.width
+                and drawn.width * scene.height == drawn.height * scene.width
+            )
 
 
 def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
