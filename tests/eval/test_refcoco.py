@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,20 @@ from minigptv2.eval import refcoco, runner
 from minigptv2.eval.benchmark import BenchmarkDataError, Source
 from minigptv2.eval.refcoco import read_entries
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "refcoco_eval"
+# The team's copy of the RefCOCO eval splits sits beside the repository (../shared); a clone made
+# elsewhere (e.g. by CI) finds it through MINIGPTV2_SHARED or the workspace's /work/shared.
+SHARED = next(
+    (
+        root / "data" / "refcoco_eval"
+        for root in (
+            Path(os.environ.get("MINIGPTV2_SHARED", "/nonexistent")),
+            Path(__file__).resolve().parents[3] / "shared",
+            Path("/work/shared"),
+        )
+        if (root / "data" / "refcoco_eval").is_dir()
+    ),
+    Path("/nonexistent"),
+)
 SIZES = {
     "refcoco_val": 10834,
     "refcoco_testA": 5657,
