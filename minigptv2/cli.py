@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -61,7 +62,8 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    print(f"model saved to {exported}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns the same folder
+        print(f"model saved to {exported}")
     return 0
 
 
