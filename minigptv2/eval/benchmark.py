@@ -177,6 +177,15 @@ def fraction(hits: Iterable[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def summarise_accuracy(records: Sequence[Record]) -> dict[str, Any]:
+    """Accuracy of records carrying ``correct`` and ``parsed``, with ``n`` and ``unparsable``."""
+    return {
+        "accuracy": fraction(record["correct"] for record in records),
+        "n": len(records),
+        "unparsable": sum(not record["parsed"] for record in records),
+    }
+
+
 def greedy(max_new_tokens: int) -> Callable[[str], GenerationConfig]:
     """The reference evaluation's decoding: greedy, ``max_new_tokens`` (spec §1.14, §6.1)."""
 

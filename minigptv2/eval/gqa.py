@@ -9,7 +9,6 @@ Scoring: the lower-cased, trimmed answer equals the label (the official GQA rule
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,12 @@ from minigptv2.eval.benchmark import (
     Record,
     Source,
     find_file,
-    fraction,
     greedy,
     limited,
     read_json,
     require,
     resolve_images,
+    summarise_accuracy,
 )
 from minigptv2.eval.metrics import gqa_correct
 from minigptv2.eval.vqa import PROMPT
@@ -81,20 +80,12 @@ def score(item: Item, answer: str) -> Record:
     }
 
 
-def summarise(records: Sequence[Record]) -> dict[str, Any]:
-    return {
-        "accuracy": fraction(record["correct"] for record in records),
-        "n": len(records),
-        "unparsable": sum(not record["parsed"] for record in records),
-    }
-
-
 BENCHMARK = Benchmark(
     name="gqa",
     splits=tuple(FILES),
     load=load,
     score=score,
-    summarise=summarise,
+    summarise=summarise_accuracy,
     generation=greedy(20),
     headline=("accuracy",),
 )

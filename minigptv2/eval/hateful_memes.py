@@ -25,12 +25,12 @@ from minigptv2.eval.benchmark import (
     Record,
     Source,
     find_file,
-    fraction,
     greedy,
     limited,
     read_jsonl,
     require_rows,
     resolve_images,
+    summarise_accuracy,
 )
 from minigptv2.eval.likelihood import candidate_losses
 from minigptv2.eval.metrics import auroc, parse_binary
@@ -88,12 +88,7 @@ def summarise(records: Sequence[Record]) -> dict[str, Any]:
     area = None
     if scored and len(scored) == len(records):
         area = auroc([r["hateful_score"] for r in scored], [r["label"] for r in scored])
-    return {
-        "accuracy": fraction(record["correct"] for record in records),
-        "auroc": area,
-        "n": len(records),
-        "unparsable": sum(not record["parsed"] for record in records),
-    }
+    return {**summarise_accuracy(records), "auroc": area}
 
 
 BENCHMARK = Benchmark(

@@ -16,7 +16,6 @@ rather than the reference's batch-dependent normalisation, spec §10.9).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,13 +25,13 @@ from minigptv2.eval.benchmark import (
     Item,
     Record,
     Source,
-    fraction,
     greedy,
     limited,
     read_json,
     require,
     require_rows,
     resolve_images,
+    summarise_accuracy,
 )
 from minigptv2.eval.likelihood import candidate_losses
 from minigptv2.eval.vqa import PROMPT
@@ -123,20 +122,12 @@ def score(item: Item, answer: str) -> Record:
     }
 
 
-def summarise(records: Sequence[Record]) -> dict[str, Any]:
-    return {
-        "accuracy": fraction(record["correct"] for record in records),
-        "n": len(records),
-        "unparsable": sum(not record["parsed"] for record in records),
-    }
-
-
 BENCHMARK = Benchmark(
     name="iconvqa",
     splits=("val", "test"),
     load=load,
     score=score,
-    summarise=summarise,
+    summarise=summarise_accuracy,
     generation=greedy(1),  # unused: ``answer`` ranks the choices instead
     headline=("accuracy",),
     answer=answer,

@@ -13,21 +13,18 @@ An answer whose first word is neither "true" nor "false" is unparsable and wrong
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 from minigptv2.eval.benchmark import (
     Benchmark,
     Item,
     Record,
     Source,
     find_file,
-    fraction,
     greedy,
     limited,
     read_jsonl,
     require_rows,
     resolve_images,
+    summarise_accuracy,
 )
 from minigptv2.eval.metrics import parse_binary
 
@@ -59,20 +56,12 @@ def score(item: Item, answer: str) -> Record:
     }
 
 
-def summarise(records: Sequence[Record]) -> dict[str, Any]:
-    return {
-        "accuracy": fraction(record["correct"] for record in records),
-        "n": len(records),
-        "unparsable": sum(not record["parsed"] for record in records),
-    }
-
-
 BENCHMARK = Benchmark(
     name="vsr",
     splits=SPLITS,
     load=load,
     score=score,
-    summarise=summarise,
+    summarise=summarise_accuracy,
     generation=greedy(20),
     headline=("accuracy",),
 )

@@ -32,5 +32,5 @@ def test_vsr_reader_prompt_and_true_false_scoring(tmp_path):
         vsr.score(items[2], "?"),
     ]
     assert [r["correct"] for r in records] == [True, False, False]
-    summary = vsr.summarise(records)
+    summary = vsr.BENCHMARK.summarise(records)
     assert summary["accuracy"] == 1 / 3 and summary["unparsable"] == 1
