@@ -7,26 +7,14 @@ conversation can mix ``[refer]``, ``[vqa]`` and free-form turns about one image.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
-from minigptv2.data.llava import conversation_turns
-from minigptv2.data.reader import Reader, read_image, read_json, require
-from minigptv2.data.sample import Sample
+from minigptv2.data.llava import LLaVA
 
 
-class MultitaskConversation(Reader):
-    source = "multitask_conversation"
+class MultitaskConversation(LLaVA):
+    """Read exactly as LLaVA's conversation kind; only the source name differs."""
 
     def __init__(self, annotation: str | Path, images: str | Path) -> None:
-        super().__init__()
-        self.images = Path(images)
-        self.records = read_json(Path(annotation))
-        if self.records:
-            require(self.records[0], ("id", "conversations"), str(annotation))
-
-    def build(self, index: int, rng: random.Random) -> Sample:
-        entry = self.records[index]
-        image = read_image(self.images / f"COCO_train2014_{entry['id']}.jpg")
-        turns = conversation_turns(entry["conversations"], f"{self.source} record {entry['id']}")
-        return Sample(image, turns, None, self.source)
+        super().__init__(annotation, images, "conversation")
+        self.source = "multitask_conversation"
