@@ -25,7 +25,6 @@ from PIL import Image
 
 from minigptv2.assistant import Answer, Assistant, GenerationConfig
 from minigptv2.cli import build_parser
-from minigptv2.data.shapes import make_sample
 from minigptv2.prompts import Turn
 from minigptv2.serve.api import ServerSettings, bind, create_app, make_server
 
@@ -92,16 +91,6 @@ def assert_openai_error(response: httpx.Response, status: int, code: str) -> dic
 
 
 # -- fixtures ----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def shipped() -> Assistant:
-    return Assistant.load()
-
-
-@pytest.fixture(scope="module")
-def scene() -> Image.Image:
-    return make_sample(7, "test", task="refer").image
 
 
 @pytest.fixture(scope="module")

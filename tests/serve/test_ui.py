@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minigptv2.assistant import Assistant, GenerationConfig
+from minigptv2.assistant import GenerationConfig
 from minigptv2.boxes import box_to_text
 from minigptv2.data.shapes import make_sample
 from minigptv2.drawing import draw_boxes
@@ -35,16 +35,6 @@ from minigptv2.serve.ui import (
 CONFIG = GenerationConfig(max_new_tokens=48)
 GROUNDING = "[grounding] describe this image in detail"
 BOX_FIELDS = ("x1", "y1", "x2", "y2")
-
-
-@pytest.fixture(scope="module")
-def shipped() -> Assistant:
-    return Assistant.load()
-
-
-@pytest.fixture(scope="module")
-def scene() -> Image.Image:
-    return make_sample(7, "test", task="refer").image
 
 
 # -- logic -------------------------------------------------------------------------------------
