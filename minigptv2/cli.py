@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -55,15 +54,13 @@ def _train(args: argparse.Namespace) -> int:
 
     config = load_train_config(args.config, args.overrides)
     try:
-        exported = train(config, resume=args.resume)
+        train(config, resume=args.resume)
     except KeyboardInterrupt:
         print(
             f"stopped; continue with: minigptv2 train --config {args.config} --resume",
             file=sys.stderr,
         )
         return 130
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns the same folder
-        print(f"model saved to {exported}")
     return 0
 
 

@@ -305,6 +305,7 @@ def _export(
         save_pretrained(whole, tokenizer, target, full=config.init_from is None)
         (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     barrier(world)
+    _say(world, f"model saved to {target}")
     return target
 
 
