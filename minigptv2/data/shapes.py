@@ -5,8 +5,10 @@ model shipped with the package can be trained on a 2-core CPU in under an hour a
 paper's behaviour end to end (image in, answer with a box out), and so that tests have data whose
 answers are known exactly.
 
-A scene is a 112 px square (8x8 patches of 14 px for the small model) holding 1-4 non-overlapping
-circles, squares and triangles in red, green, blue or yellow on a lightly tinted, noisy background.
+A scene is a 112 px square (8x8 patches of 14 px for the small model) holding 1-4 circles, squares
+and triangles in red, green, blue or yellow on a lightly tinted, noisy background. Most scenes keep
+the objects apart; a fraction (``ShapesConfig.overlap``) lets objects of different colours overlap,
+later ones drawn on top, with every object still clearly visible (see ``MIN_VISIBLE_FRACTION``).
 From the scene graph, one builder per task writes a sample with the reference instruction pools
 (``minigptv2.tasks``) and the box grammar (``minigptv2.boxes``), exactly as the real datasets do, so
 the model learns the paper's text format and nothing Shapes-specific.
@@ -21,15 +23,18 @@ the colour.
 Conventions:
 
 * Boxes are pixels ``(x1, y1, x2, y2)`` with exclusive ends (COCO's ``x + w``): they are the tight
-  bounds of the drawn pixels, i.e. columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``.
+  bounds of the object's VISIBLE pixels (what an annotator would draw around a partly hidden
+  object), i.e. columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``.
 * "Left to right" means by box centre x, then centre y; scenes store their objects in that order.
 * VQA counts are digits ("2", VQAv2's normalisation); captions use words ("two blue squares").
 * Referring expressions are the shortest unique one of "the circle", "the red circle" and "the red
   circle on the left | on the right | at the top | at the bottom"; objects no expression singles out
   are never referred to.
-* Splits are disjoint by construction: a scene belongs to the split its content hash falls into
-  (80/10/10), and the random stream of sample ``index`` of ``split`` is seeded with the string
-  ``f"{split}:{index}"`` (stable across processes, unlike the salted ``hash()``).
+* Held-out splits test unseen combinations: a few (colour, shape) pairs (``HELD_OUT``) never occur
+  in training scenes, and every val and test scene holds at least one of them; each colour and each
+  shape is still seen in training with other partners. Val and test are split by a content hash,
+  so no scene is shared between any two splits. The random stream of sample ``index`` of ``split``
+  is seeded with the string ``f"{split}:{index}"`` (stable across processes, unlike ``hash()``).
 """
 
 from __future__ import annotations
@@ -93,11 +98,19 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 # look-alike's centre (10 px at 112 px), so that no position word is a judgement call.
 RELATION_GAP = 0.09
 CONVERSATION = "conversation"  # key of the multi-turn builder; not a task token
-
-# A scene's content hash modulo 10 decides its split.
-_SPLIT_BUCKETS: dict[str, range] = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
+# (colour, shape) pairs no training scene contains and every val/test scene does: a model must
+# compose "blue" and "triangle", each learnt with other partners, to name a blue triangle.
+HELD_OUT: tuple[tuple[str, str], ...] = (("blue", "triangle"), ("green", "circle"))
+# A partly hidden object keeps at least this fraction of its own pixels, and its visible part spans
+# at least MIN_VISIBLE_SIDE px each way (more than a 14 px patch) with as many pixels as a square of
+# that side: it stays identifiable, and its visible box is a fair box to ask for.
+MIN_VISIBLE_FRACTION = 0.6
+MIN_VISIBLE_SIDE = 16
 _PLACEMENT_TRIES = 30  # random positions tried per object before a scene attempt is abandoned
 _SCENE_ATTEMPTS = 200  # scene attempts before the configuration is declared unplaceable
+_ANCHOR_CHANCE = 0.6  # in an overlap scene, chance that an object is placed across an earlier one
+# Two objects' visible boxes may not overlap more than this (IoU), so each box names one object.
+_MAX_BOX_IOU = 0.6
 
 PixelBox = tuple[int, int, int, int]
 
@@ -121,6 +134,8 @@ class ShapesConfig:
     gap: int = 4  # free pixels between any two objects' boxes, so that boxes never touch
     border: int = 2  # free pixels between an object and the image edge
     background_noise: int = 6  # amplitude of the uniform per-pixel noise on the background
+    overlap: float = 0.25  # probability that a scene lets objects of different colours overlap
+    held_out: tuple[tuple[str, str], ...] = HELD_OUT  # (colour, shape) pairs only val/test show
 
     def __post_init__(self) -> None:
         for name in ("image_size", "min_objects", "max_objects", "min_object_size"):
@@ -161,6 +176,60 @@ class ShapesConfig:
             )
         _check_names("shapes", self.shapes, SHAPES)
         _check_names("colors", self.colors, tuple(PALETTE))
+        self._check_overlap()
+        self._check_held_out()
+
+    def _check_overlap(self) -> None:
+        if not isinstance(self.overlap, int | float) or not 0 <= self.overlap <= 1:
+            raise ConfigError(
+                f"ShapesConfig.overlap is a probability in [0, 1], got {self.overlap!r}"
+            )
+        if self.overlap == 0:
+            return
+        # Only objects of different colours overlap (same-coloured ones would merge into one blob),
+        # and a hidden part needs room: a covered object keeps MIN_VISIBLE_SIDE px each way.
+        if self.max_objects < 2 or len(self.colors) < 2:
+            raise ConfigError(
+                f"ShapesConfig.overlap={self.overlap} needs max_objects >= 2 and two colours "
+                f"(got {self.max_objects} and {self.colors!r}); set overlap=0.0"
+            )
+        if self.max_object_size < 2 * MIN_VISIBLE_SIDE:
+            raise ConfigError(
+                f"ShapesConfig.overlap={self.overlap} needs max_object_size >= "
+                f"{2 * MIN_VISIBLE_SIDE} px so that a partly hidden object stays visible; raise "
+                "max_object_size or set overlap=0.0"
+            )
+
+    def _check_held_out(self) -> None:
+        pairs = self.held_out
+        if not all(
+            isinstance(pair, tuple) and len(pair) == 2 and pair[0] in PALETTE and pair[1] in SHAPES
+            for pair in pairs
+        ):
+            raise ConfigError(
+                f"ShapesConfig.held_out must be (colour, shape) pairs from {tuple(PALETTE)} x "
+                f"{SHAPES}, got {pairs!r}"
+            )
+        drawable = [(c, s) for c, s in pairs if c in self.colors and s in self.shapes]
+        if not drawable:
+            raise ConfigError(
+                f"no held_out pair of {pairs!r} can be drawn with colors={self.colors!r} and "
+                f"shapes={self.shapes!r}, so val and test would be empty; hold out one "
+                "(colour, shape) pair of those in held_out"
+            )
+        # Train must still show every colour and shape, each with some partner not held out.
+        for color in self.colors:
+            if all((color, shape) in pairs for shape in self.shapes):
+                raise ConfigError(
+                    f"held_out={pairs!r} holds out every shape in {color}, so training would "
+                    f"never show {color}; hold out fewer pairs or add shapes"
+                )
+        for shape in self.shapes:
+            if all((color, shape) in pairs for color in self.colors):
+                raise ConfigError(
+                    f"held_out={pairs!r} holds out every colour of the {shape}, so training "
+                    f"would never show a {shape}; hold out fewer pairs or add colours"
+                )
 
 
 def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> None:
@@ -178,11 +247,23 @@ def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> 
 
 @dataclass(frozen=True)
 class ShapeObject:
-    """One drawn shape; ``box`` is the tight pixel bounds ``(x1, y1, x2, y2)``, ends exclusive."""
+    """One drawn shape; ``box`` is the tight pixel bounds ``(x1, y1, x2, y2)`` of its visible
+    pixels, ends exclusive.
+
+    ``drawn`` is the whole shape's bounds when later objects hide part of it and change its box
+    (None: the shape fills ``box``); ``layer`` orders drawing, higher on top.
+    """
 
     shape: str
     color: str
     box: PixelBox
+    drawn: PixelBox | None = None
+    layer: int = 0
+
+    @property
+    def outline(self) -> PixelBox:
+        """The bounds the whole shape is drawn in, hidden parts included."""
+        return self.box if self.drawn is None else self.drawn
 
     @property
     def name(self) -> str:
@@ -237,20 +318,170 @@ def _place(rng: random.Random, config: ShapesConfig, count: int) -> list[PixelBo
     return boxes
 
 
-def make_scene(rng: random.Random, config: ShapesConfig) -> Scene:
-    """Draw a scene: object count, sizes and non-overlapping positions by rejection sampling."""
+def _draw(draw: ImageDraw.ImageDraw, shape: str, box: PixelBox, fill: Any) -> None:
+    """Draw one shape filling exactly the bounds ``box`` (the renderer and the masks share it)."""
+    x1, y1, x2, y2 = box
+    # PIL's corners are inclusive, our ends exclusive; these fill exactly the box's bounds.
+    corners = (x1, y1, x2 - 1, y2 - 1)
+    if shape == "circle":
+        draw.ellipse(corners, fill=fill)
+    elif shape == "square":
+        draw.rectangle(corners, fill=fill)
+    else:  # triangle, apex up
+        draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
+
+
+def shape_mask(shape: str, box: PixelBox, side: int) -> np.ndarray:
+    """The pixels a shape drawn alone in ``box`` covers, as a ``side`` x ``side`` boolean array."""
+    image = Image.new("L", (side, side), 0)
+    _draw(ImageDraw.Draw(image), shape, box, 255)
+    return np.asarray(image) > 0
+
+
+def _mask_bounds(mask: np.ndarray) -> PixelBox:
+    columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+
+
+def _visible_enough(visible: np.ndarray, whole: int) -> bool:
+    """A partly hidden object keeps MIN_VISIBLE_FRACTION of its ``whole`` pixels, and its visible
+    part spans MIN_VISIBLE_SIDE px each way with at least MIN_VISIBLE_SIDE ** 2 pixels."""
+    count = int(np.count_nonzero(visible))
+    if count == whole:
+        return True
+    if count < max(MIN_VISIBLE_FRACTION * whole, MIN_VISIBLE_SIDE**2):
+        return False
+    x1, y1, x2, y2 = _mask_bounds(visible)
+    return min(x2 - x1, y2 - y1) >= MIN_VISIBLE_SIDE
+
+
+def _iou(a: PixelBox, b: PixelBox) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _intersect(a: PixelBox, b: PixelBox) -> bool:
+    return not _apart(a, b, 0)
+
+
+@dataclass
+class _Layer:
+    """An object being placed in an overlap scene: its whole shape and what is still visible."""
+
+    shape: str
+    color: str
+    box: PixelBox
+    mask: np.ndarray
+    whole: int
+    visible: np.ndarray
+
+
+def _candidate_box(
+    rng: random.Random, config: ShapesConfig, size: int, layers: Sequence[_Layer], color: str
+) -> PixelBox:
+    """A random box; often one across an earlier object of another colour, so overlaps happen."""
+    low, high = config.border, config.image_size - config.border - size
+    anchors = [layer for layer in layers if layer.color != color]
+    if anchors and rng.random() < _ANCHOR_CHANCE:
+        ax1, ay1, ax2, ay2 = rng.choice(anchors).box
+        x1 = rng.randint(max(low, ax1 - size + 1), min(high, ax2 - 1))
+        y1 = rng.randint(max(low, ay1 - size + 1), min(high, ay2 - 1))
+    else:
+        x1, y1 = rng.randint(low, high), rng.randint(low, high)
+    return (x1, y1, x1 + size, y1 + size)
+
+
+def _cover(layers: Sequence[_Layer], mask: np.ndarray, box: PixelBox) -> list[np.ndarray] | None:
+    """What stays visible of each earlier layer under a new shape on top, or None if any of them
+    would no longer be clearly visible."""
+    visible = []
+    for layer in layers:
+        if not _intersect(layer.box, box):
+            visible.append(layer.visible)
+            continue
+        left = layer.visible & ~mask
+        if not _visible_enough(left, layer.whole):
+            return None
+        visible.append(left)
+    return visible
+
+
+def _place_layer(
+    rng: random.Random, config: ShapesConfig, layers: list[_Layer], shape: str, color: str
+) -> bool:
+    """Put one more object on top of ``layers``; False when no tried position keeps all visible."""
+    size = rng.randint(config.min_object_size, config.max_object_size)
+    for _ in range(_PLACEMENT_TRIES):
+        box = _candidate_box(rng, config, size, layers, color)
+        # Same colours never touch: overlapping, they would merge into one blob.
+        if not all(_apart(box, o.box, config.gap) for o in layers if o.color == color):
+            continue
+        mask = shape_mask(shape, box, config.image_size)
+        visible = _cover(layers, mask, box)
+        if visible is None:
+            continue
+        for layer, left in zip(layers, visible, strict=True):
+            layer.visible = left
+        whole = int(np.count_nonzero(mask))
+        layers.append(_Layer(shape, color, box, mask, whole, mask))
+        return True
+    return False
+
+
+def _overlapping_objects(rng: random.Random, config: ShapesConfig) -> list[ShapeObject] | None:
+    """One attempt at an overlap scene: 2+ objects, at least one partly hidden, or None."""
+    count = rng.randint(max(2, config.min_objects), config.max_objects)
+    kinds = [(rng.choice(config.shapes), rng.choice(config.colors)) for _ in range(count)]
+    layers: list[_Layer] = []
+    for shape, color in kinds:
+        if not _place_layer(rng, config, layers, shape, color):
+            return None
+    if all(int(np.count_nonzero(layer.visible)) == layer.whole for layer in layers):
+        return None  # nothing ended up hidden: not an overlap scene
+    objects = []
+    for index, layer in enumerate(layers):
+        box = _mask_bounds(layer.visible)
+        drawn = None if box == layer.box else layer.box
+        objects.append(ShapeObject(layer.shape, layer.color, box, drawn, layer=index))
+    # Each visible box must point at one object (identify and "the object at <box>" ask by box).
+    if any(_iou(a.box, b.box) > _MAX_BOX_IOU for i, a in enumerate(objects) for b in objects[:i]):
+        return None
+    return objects
+
+
+def _apart_objects(rng: random.Random, config: ShapesConfig) -> list[ShapeObject] | None:
+    """One attempt at a scene whose objects' boxes keep ``gap`` px apart, or None."""
     count = rng.randint(config.min_objects, config.max_objects)
     for _ in range(_SCENE_ATTEMPTS):
         boxes = _place(rng, config, count)
         if boxes is not None:
-            break
+            return [
+                ShapeObject(rng.choice(config.shapes), rng.choice(config.colors), b) for b in boxes
+            ]
+    return None
+
+
+def make_scene(rng: random.Random, config: ShapesConfig) -> Scene:
+    """Draw a scene: with probability ``config.overlap`` one whose objects partly overlap, else
+    one whose objects keep apart; sizes and positions by rejection sampling."""
+    # No draw at all when overlap is 0, so that setting reproduces the scenes of before overlaps.
+    if config.overlap > 0 and rng.random() < config.overlap:
+        for _ in range(_SCENE_ATTEMPTS):
+            objects = _overlapping_objects(rng, config)
+            if objects is not None:
+                break
     else:
+        objects = _apart_objects(rng, config)
+    if objects is None:
         raise ConfigError(
-            f"could not place {count} objects of {config.min_object_size}-"
-            f"{config.max_object_size} px in a {config.image_size} px image after "
-            f"{_SCENE_ATTEMPTS} attempts; lower max_objects or max_object_size"
+            f"could not place {config.min_objects}-{config.max_objects} objects of "
+            f"{config.min_object_size}-{config.max_object_size} px in a {config.image_size} px "
+            f"image after {_SCENE_ATTEMPTS} attempts; lower max_objects or max_object_size"
         )
-    objects = [ShapeObject(rng.choice(config.shapes), rng.choice(config.colors), b) for b in boxes]
     # A light, desaturated tint: never close to a palette colour.
     grey = rng.randint(180, 235)
     red, green, blue = (min(255, grey + rng.randint(-12, 12)) for _ in range(3))
@@ -264,23 +495,32 @@ def make_scene(rng: random.Random, config: ShapesConfig) -> Scene:
     )
 
 
-def scene_split(scene: Scene) -> str:
-    """The split a scene belongs to, from a stable hash of its objects (shape, colour, box)."""
+def scene_split(scene: Scene, config: ShapesConfig | None = None) -> str:
+    """The split a scene belongs to: train without a held-out (colour, shape) pair, else val or
+    test by a stable hash of its objects (shape, colour, box)."""
+    held_out = HELD_OUT if config is None else config.held_out
+    if not any((obj.color, obj.shape) in held_out for obj in scene.objects):
+        return "train"
     content = repr([(obj.shape, obj.color, obj.box) for obj in scene.objects]).encode()
-    bucket = int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big") % 10
-    return next(split for split, buckets in _SPLIT_BUCKETS.items() if bucket in buckets)
+    bucket = int.from_bytes(hashlib.blake2b(content, digest_size=8).digest(), "big")
+    return "val" if bucket % 2 == 0 else "test"
 
 
 def make_split_scene(rng: random.Random, config: ShapesConfig, split: str) -> Scene:
-    """Draw scenes until one belongs to ``split``; no image is ever shared between splits."""
+    """Draw scenes until one belongs to ``split``; no image is ever shared between splits.
+
+    ``ShapesConfig`` validation guarantees every split can be drawn; about 65% of default scenes
+    are train scenes and 17% each val and test ones, so this takes a few cheap draws at most.
+    """
     while True:
         scene = make_scene(rng, config)
-        if scene_split(scene) == split:
+        if scene_split(scene, config) == split:
             return scene
 
 
 def render(scene: Scene) -> Image.Image:
-    """The scene as an RGB image: noisy background, shapes in flat palette colours."""
+    """The scene as an RGB image: noisy background, shapes in flat palette colours, drawn in
+    layer order (later layers on top)."""
     # int16 keeps this cheap (it is most of a sample's cost) and cannot overflow before the clip.
     pixels = np.random.default_rng(scene.noise_seed).integers(
         0, 2 * scene.noise, size=(scene.height, scene.width, 3), endpoint=True, dtype=np.int16
@@ -288,17 +528,8 @@ def render(scene: Scene) -> Image.Image:
     pixels += np.asarray(scene.background, dtype=np.int16) - scene.noise
     image = Image.fromarray(pixels.clip(0, 255, out=pixels).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    for obj in scene.objects:
-        x1, y1, x2, y2 = obj.box
-        # PIL's corners are inclusive, our ends exclusive; these fill exactly the box's bounds.
-        corners = (x1, y1, x2 - 1, y2 - 1)
-        fill = PALETTE[obj.color]
-        if obj.shape == "circle":
-            draw.ellipse(corners, fill=fill)
-        elif obj.shape == "square":
-            draw.rectangle(corners, fill=fill)
-        else:  # triangle, apex up
-            draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
+    for obj in sorted(scene.objects, key=lambda o: o.layer):
+        _draw(draw, obj.shape, obj.outline, PALETTE[obj.color])
     return image
 
 

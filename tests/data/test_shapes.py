@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections import Counter
@@ -13,6 +14,9 @@ from minigptv2.boxes import parse_grounding
 from minigptv2.data import Sample
 from minigptv2.data.shapes import (
     CONVERSATION,
+    HELD_OUT,
+    MIN_VISIBLE_FRACTION,
+    MIN_VISIBLE_SIDE,
     PALETTE,
     RELATION_GAP,
     SHAPES,
@@ -27,9 +31,11 @@ from minigptv2.data.shapes import (
     evaluation_set,
     make_sample,
     make_scene,
+    make_split_scene,
     referring_expression,
     render,
     scene_split,
+    shape_mask,
 )
 from minigptv2.errors import ConfigError, PromptError, UnknownTaskError
 from minigptv2.prompts import IMAGE_SLOT, Turn
@@ -37,6 +43,7 @@ from minigptv2.prompts import render as render_prompt
 from minigptv2.tasks import INSTRUCTION_POOLS, TASKS, task_of
 
 CONFIG = ShapesConfig()
+OVERLAPPING = ShapesConfig(overlap=1.0)  # every scene has partly hidden objects
 SIDE = CONFIG.image_size
 CELL = SIDE / 100  # one step of the 0..100 box grid, in pixels
 PER_TASK = 100
@@ -47,11 +54,19 @@ POSITIONS = {"left": (0, -1), "right": (0, 1), "top": (1, -1), "bottom": (1, 1)}
 
 @pytest.fixture(scope="module")
 def samples() -> dict[str, list[Sample]]:
-    """PER_TASK training samples of every builder (conversations included)."""
+    """PER_TASK training samples of every builder (conversations included), plus PER_TASK / 2
+    from scenes that all overlap, so every answer is checked on partly hidden objects too."""
     return {
         task: [make_sample(index, "train", CONFIG, task=task) for index in range(PER_TASK)]
+        + [make_sample(index, "train", OVERLAPPING, task=task) for index in range(PER_TASK // 2)]
         for task in TASK_BUILDERS
     }
+
+
+@pytest.fixture(scope="module")
+def mixed() -> list[Sample]:
+    """2000 training samples of the default mixture."""
+    return [make_sample(index, "train") for index in range(2000)]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -123,9 +138,15 @@ def test_different_splits_give_different_samples():
 def test_known_samples_do_not_change():
     # Pins the generator: any change to it (or a dependence on Python's salted hash) shows here.
     expected = [
-        ("caption", 0, "[caption] Briefly describe this image.", "a red triangle"),
-        ("refer", 1, "[refer] where can I locate the red circle ?", "{<75><8><93><27>}"),
-        ("vqa", 2, "[vqa] what shape is the red object on the right?", "circle"),
+        ("caption", 0, "[caption] A photo of ", "a green square and a red square"),
+        ("refer", 1, "[refer] give me the location of the triangle", "{<12><9><44><41>}"),
+        (
+            "vqa",
+            2,
+            "[vqa] Based on the image, respond to this question with a short answer: what color "
+            "is the square on the left?",
+            "yellow",
+        ),
     ]
     for task, index, instruction, answer in expected:
         assert make_sample(index, "train", task=task).turns == (Turn(instruction, answer),)
@@ -144,6 +165,38 @@ def test_a_scene_belongs_to_exactly_the_split_it_was_drawn_for():
             assert scene_split(scene) == split
 
 
+def pairs(sample: Sample) -> set[tuple[str, str]]:
+    return {(o["color"], o["shape"]) for o in sample.targets["objects"]}
+
+
+def test_training_never_shows_a_held_out_pair_but_every_colour_and_shape(mixed):
+    seen = set().union(*(pairs(sample) for sample in mixed))
+    assert not seen & set(HELD_OUT)
+    assert {color for color, _ in seen} == set(PALETTE)
+    assert {shape for _, shape in seen} == set(SHAPES)
+
+
+def test_val_and_test_scenes_each_hold_a_held_out_pair_and_never_coincide(mixed):
+    scenes = {}
+    for split in ("val", "test"):
+        group = [make_sample(index, split, task="caption") for index in range(300)]
+        assert all(pairs(sample) & set(HELD_OUT) for sample in group)
+        scenes[split] = {repr(sample.targets["objects"]) for sample in group}
+    scenes["train"] = {repr(sample.targets["objects"]) for sample in mixed}
+    assert not scenes["val"] & scenes["test"]
+    assert not (scenes["val"] | scenes["test"]) & scenes["train"]
+
+
+def test_custom_held_out_pairs_decide_the_split():
+    config = ShapesConfig(colors=("red", "blue"), held_out=(("red", "square"),))
+    for split in SPLITS:
+        for index in range(40):
+            scene = make_split_scene(random.Random(f"{split}:{index}"), config, split)
+            held = any((o.color, o.shape) == ("red", "square") for o in scene.objects)
+            assert held == (split != "train")
+            assert scene_split(scene, config) == split
+
+
 def test_scene_does_not_depend_on_the_task():
     objects = {task: make_sample(7, "test", task=task).targets["objects"] for task in TASK_BUILDERS}
     assert len({repr(value) for value in objects.values()}) == 1
@@ -154,9 +207,13 @@ def test_scene_does_not_depend_on_the_task():
 # --------------------------------------------------------------------------------------------------
 
 
+APART = ShapesConfig(overlap=0.0)
+CUSTOM = ShapesConfig(image_size=160, max_objects=6, colors=("red", "blue"), gap=2)
+
+
 @pytest.mark.parametrize(
     "config",
-    [CONFIG, ShapesConfig(image_size=160, max_objects=6, colors=("red", "blue"), gap=2)],
+    [APART, ShapesConfig(**{**CUSTOM.__dict__, "overlap": 0.0})],
     ids=["default", "custom"],
 )
 def test_objects_are_inside_apart_and_drawn_exactly_in_their_boxes(config):
@@ -200,6 +257,102 @@ def test_objects_are_inside_apart_and_drawn_exactly_in_their_boxes(config):
             palette |= (pixels == rgb).all(axis=-1)
         assert not (palette & ~drawn).any()
     assert set(counts) == set(range(config.min_objects, config.max_objects + 1))
+
+
+def test_no_overlap_reproduces_the_scenes_of_the_generator_before_overlaps():
+    # Digests of 200 scenes (objects, background, noise seed) and 20 rendered images per config,
+    # taken from the generator before overlapping scenes existed (commit aa967a5).
+    expected = {
+        APART: "7bc8739d3265db65",
+        ShapesConfig(**{**CUSTOM.__dict__, "overlap": 0.0}): ("b3b0a785019c125a"),
+    }
+    for config, value in expected.items():
+        digest = hashlib.blake2b(digest_size=8)
+        for seed in range(200):
+            scene = make_scene(random.Random(seed), config)
+            objects = [(o.shape, o.color, o.box) for o in scene.objects]
+            digest.update(repr((objects, scene.background, scene.noise_seed)).encode())
+            if seed < 20:
+                digest.update(np.asarray(render(scene)).tobytes())
+        assert digest.hexdigest() == value
+
+
+def alone(obj: ShapeObject, side: int) -> np.ndarray:
+    """The pixels ``obj`` covers when it is the only thing drawn (black background, no noise)."""
+    pixels = np.asarray(render(Scene(side, side, (obj,), (0, 0, 0))))
+    return (pixels == PALETTE[obj.color]).all(axis=-1)
+
+
+def bounds(mask: np.ndarray) -> tuple[int, int, int, int]:
+    columns, rows = np.flatnonzero(mask.any(axis=0)), np.flatnonzero(mask.any(axis=1))
+    return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+
+
+def visible_pixels(scene: Scene) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Each object's pixels drawn alone, the pixels of the final image that come from it (its own
+    pixels showing its colour: same-coloured objects never touch), and the final image."""
+    pixels = np.asarray(render(scene))
+    whole = [alone(obj, scene.width) for obj in scene.objects]
+    shown = [
+        mask & (pixels == PALETTE[obj.color]).all(axis=-1)
+        for obj, mask in zip(scene.objects, whole, strict=True)
+    ]
+    return whole, shown, pixels
+
+
+@pytest.mark.parametrize("config", [CONFIG, OVERLAPPING, CUSTOM], ids=["default", "all", "custom"])
+def test_boxes_are_the_tight_bounds_of_the_visible_pixels(config):
+    hidden_scenes = 0
+    for seed in range(150):
+        scene = make_scene(random.Random(seed), config)
+        whole, shown, pixels = visible_pixels(scene)
+        covered = np.zeros(pixels.shape[:2], dtype=bool)
+        for obj, mask, visible in zip(scene.objects, whole, shown, strict=True):
+            assert bounds(visible) == obj.box, obj
+            assert np.array_equal(mask, shape_mask(obj.shape, obj.outline, config.image_size))
+            x1, y1, x2, y2 = bounds(mask)  # the whole shape stays inside the image's border
+            assert config.border <= min(x1, y1) and max(x2, y2) <= config.image_size - config.border
+            assert config.min_object_size <= x2 - x1 <= config.max_object_size
+            fraction = visible.sum() / mask.sum()
+            if fraction < 1:  # partly hidden, yet clearly visible
+                vx1, vy1, vx2, vy2 = obj.box
+                assert fraction >= MIN_VISIBLE_FRACTION, (obj, fraction)
+                assert min(vx2 - vx1, vy2 - vy1) >= MIN_VISIBLE_SIDE, obj
+                assert visible.sum() >= MIN_VISIBLE_SIDE**2, obj
+            covered |= visible
+        hidden_scenes += any(v.sum() < m.sum() for m, v in zip(whole, shown, strict=True))
+        # Every palette-coloured pixel of the image is a visible pixel of some object.
+        palette = np.zeros_like(covered)
+        for rgb in PALETTE.values():
+            palette |= (pixels == rgb).all(axis=-1)
+        assert not (palette & ~covered).any()
+        # Same-coloured objects keep apart (else they would merge into one blob).
+        for i, a in enumerate(scene.objects):
+            grown = whole[i] | np.roll(whole[i], 1, 0) | np.roll(whole[i], -1, 0)
+            grown |= np.roll(grown, 1, 1) | np.roll(grown, -1, 1)  # a 1 px ring around it
+            for j, b in enumerate(scene.objects[:i]):
+                if a.color == b.color:
+                    assert not (grown & whole[j]).any(), (a, b)
+    if config.overlap == 1.0:
+        assert hidden_scenes == 150
+    elif config.overlap > 0:
+        assert hidden_scenes > 0
+
+
+def test_the_overlap_fraction_of_scenes_is_the_configured_probability():
+    n = 1000
+    for config in (CONFIG, ShapesConfig(overlap=0.6)):
+        hidden = 0
+        for seed in range(n):
+            scene = make_scene(random.Random(seed), config)
+            pixels = np.asarray(render(scene))
+            for obj in scene.objects:  # shape_mask is the object alone (checked above)
+                mask = shape_mask(obj.shape, obj.outline, SIDE)
+                if not (pixels[mask] == PALETTE[obj.color]).all():
+                    hidden += 1
+                    break
+        # Binomial standard deviation is <= 0.016 at n = 1000: this is > 3 of them.
+        assert abs(hidden / n - config.overlap) < 0.05, (config.overlap, hidden / n)
 
 
 def test_background_is_not_constant():
@@ -377,9 +530,9 @@ def test_conversations_mix_tasks_with_the_image_in_the_first_turn(samples):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_mix_weights_drive_task_frequencies():
-    n = 2000
-    observed = Counter(make_sample(i, "train").task or CONVERSATION for i in range(n))
+def test_mix_weights_drive_task_frequencies(mixed):
+    n = len(mixed)
+    observed = Counter(sample.task or CONVERSATION for sample in mixed)
     total = sum(SHAPES_MIX.values())
     chi2 = sum(
         (observed[task] - n * w / total) ** 2 / (n * w / total) for task, w in SHAPES_MIX.items()
@@ -425,6 +578,22 @@ def test_evaluation_set_is_fixed_and_carries_targets():
         ({"shapes": ("hexagon",)}, "shapes"),
         ({"colors": ()}, "colors"),
         ({"colors": ("red", "red")}, "colors"),
+        ({"overlap": 1.5}, "overlap"),
+        ({"overlap": -0.1}, "overlap"),
+        ({"max_objects": 1}, "overlap=0.0"),
+        ({"colors": ("red", "blue"), "overlap": 0.5, "max_object_size": 30}, "overlap=0.0"),
+        ({"colors": ("red",), "overlap": 0.0}, "val and test would be empty"),
+        ({"held_out": ()}, "val and test would be empty"),
+        ({"held_out": (("purple", "circle"),)}, "held_out"),
+        ({"held_out": ("blue", "triangle")}, "held_out"),
+        (
+            {"held_out": (("red", "circle"), ("red", "square"), ("red", "triangle"))},
+            "never show red",
+        ),
+        (
+            {"held_out": tuple((color, "circle") for color in PALETTE)},
+            "never show a circle",
+        ),
     ],
 )
 def test_config_validation(changes, message):
