@@ -15,12 +15,14 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import DynamicCache
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from minigptv2.config import MiniGPTv2Config, Trainable
-from minigptv2.constants import IMAGE_TOKEN_ID
+from minigptv2.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from minigptv2.errors import ImageSlotMismatchError
-from minigptv2.model.decoding import GREEDY, Sampling, decode
+from minigptv2.model.decoding import GREEDY, Sampling, decode, decoder
 from minigptv2.model.language import build_language_model
+from minigptv2.model.loss import answer_loss
 from minigptv2.model.projector import Projector
 from minigptv2.model.vision import EvaViT
 
@@ -138,14 +140,42 @@ class MiniGPTv2(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
+        loss_average: str = "tokens",
     ) -> Any:
-        """Right-padded batch -> ``transformers`` output; ``.loss`` averages over answer tokens."""
-        return self.language_model(
-            inputs_embeds=self.embed(input_ids, pixel_values),
-            attention_mask=attention_mask,
-            labels=labels,
-            use_cache=False,
-        )
+        """Right-padded batch -> ``transformers`` output.
+
+        Without ``labels``: ``.logits`` (B, T, vocab). With ``labels``: ``.loss`` only (``.logits``
+        is None), the cross-entropy over answer tokens averaged per ``loss_average`` (``loss.py``;
+        "tokens" is what ``LlamaForCausalLM`` computes), but the vocabulary projection runs only
+        on the positions that predict an answer token. Prompts and image slots are most of a
+        MiniGPT-v2 sequence, and with a 32000-word vocabulary their (B, T, vocab) logits and
+        log-softmax were most of a small model's step.
+        """
+        embeds = self.embed(input_ids, pixel_values)
+        if labels is None:
+            return self.language_model(
+                inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+            )
+        return self._answer_loss(embeds, attention_mask, labels, loss_average)
+
+    def _answer_loss(
+        self,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        average: str,
+    ) -> CausalLMOutputWithPast:
+        causal_lm = decoder(self.language_model)
+        hidden = causal_lm.model(
+            inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state  # (B, T, hidden)
+        # Position t predicts token t + 1; only positions whose next token is a label count.
+        targets = labels[:, 1:]  # (B, T - 1)
+        kept = targets != IGNORE_INDEX
+        answer_hidden = hidden[:, :-1][kept]  # (K, hidden), K answer tokens in the batch
+        logits = causal_lm.get_output_embeddings()(answer_hidden)  # (K, vocab)
+        loss = answer_loss(logits, targets[kept], kept.nonzero()[:, 0], average)
+        return CausalLMOutputWithPast(loss=loss)
 
     def generate(
         self,

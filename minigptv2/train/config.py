@@ -16,6 +16,7 @@ import yaml
 
 from minigptv2.config import Trainable
 from minigptv2.errors import ConfigError
+from minigptv2.model.loss import LOSS_AVERAGES
 from minigptv2.train.optim import OptimConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -46,6 +47,12 @@ class TrainConfig:
     steps: int = 1000
     batch_size: int = 32
     grad_accum: int = 1
+    # Forward passes per micro-batch, over samples grouped by length: same gradient, less padding
+    # (see data.Collator). 4 trains Shapes ~1.6x faster than 1.
+    pieces: int = 1
+    # How answer tokens are averaged into the loss (model/loss.py): "tokens" as the reference does,
+    # or "samples" so that short answers weigh as much as long ones.
+    loss_average: str = "tokens"
     optim: OptimConfig = field(default_factory=OptimConfig)
     # "auto": bf16 autocast where the hardware computes it natively, else fp32. On a CPU without
     # AVX512-BF16/AMX a bf16 matmul is emulated and ~200x slower than fp32 (measured: 0.3 vs 75
@@ -76,7 +83,10 @@ class TrainConfig:
             raise ConfigError(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if self.parallel not in PARALLEL:
             raise ConfigError(f"parallel {self.parallel!r} is not one of {PARALLEL}")
-        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every", "eval_items"):
+        if self.loss_average not in LOSS_AVERAGES:
+            raise ConfigError(f"loss_average {self.loss_average!r} is not one of {LOSS_AVERAGES}")
+        counts = ("steps", "batch_size", "grad_accum", "pieces", "save_every", "log_every")
+        for name in (*counts, "eval_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.eval_every is not None and self.eval_every < 1:

@@ -83,6 +83,18 @@ def check_same_modality(batch: dict[str, Any], world: World) -> None:
     )
 
 
+def check_same_pieces(pieces: list[dict[str, Any]], wanted: int, world: World) -> None:
+    """Every rank must run as many forward passes as the others (each one gathers shards), with
+    images in the same ones."""
+    if not all_ranks_agree(len(pieces) == wanted, world):
+        raise ConfigError(
+            "under FSDP the ranks split their micro-batches into different numbers of pieces "
+            "(a rank had fewer usable samples than `pieces`); lower `pieces` or use parallel=ddp"
+        )
+    for piece in pieces:
+        check_same_modality(piece, world)
+
+
 def gather_training_state(
     model: nn.Module, optimizer: torch.optim.Optimizer
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 from minigptv2.config import get_preset
 from minigptv2.errors import MiniGPTv2Error
 from minigptv2.model import MiniGPTv2
+from minigptv2.model.loss import answer_count
 from minigptv2.processor import Processor
 from minigptv2.tasks import TASK_TOKENS
 from minigptv2.tokenizer import Tokenizer, train_tokenizer
@@ -96,7 +97,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     loader = DataLoader(
         mixture,
         batch_sampler=sampler,
-        collate_fn=Collator(processor),
+        collate_fn=Collator(processor, pieces=config.pieces),
         num_workers=config.data.num_workers,
         # Its own generator: drawing worker seeds from the global one would shift the dropout
         # masks of a resumed run away from those of an uninterrupted one.
@@ -224,17 +225,26 @@ def _optimisation_step(
         else contextlib.nullcontext()
     )
     for micro in range(config.grad_accum):
-        batch = next(batches)
+        pieces = next(batches)
         if fsdp.is_sharded(model):
-            fsdp.check_same_modality(batch, world)
-        # Gradients are averaged across ranks only on the last micro-batch of the step.
-        with gradient_sync(network, micro == config.grad_accum - 1), autocast:
-            loss = network(**batch).loss / config.grad_accum
-            # Every rank must take the same branch, or the others wait forever in backward.
-            if not all_ranks_agree(bool(torch.isfinite(loss.detach())), world):
-                optimizer.zero_grad(set_to_none=True)
-                raise NonFiniteLoss(f"loss is {loss.item()} on this or another rank")
-            loss.backward()
+            fsdp.check_same_pieces(pieces, config.pieces, world)
+        count = sum(answer_count(piece["labels"], config.loss_average) for piece in pieces)
+        loss = torch.zeros(())
+        for index, piece in enumerate(pieces):
+            # Gradients are averaged across ranks only in the step's very last backward pass.
+            last = micro == config.grad_accum - 1 and index == len(pieces) - 1
+            weight = answer_count(piece["labels"], config.loss_average) / (
+                max(count, 1) * config.grad_accum
+            )
+            with gradient_sync(network, last), autocast:
+                share = network(**piece, loss_average=config.loss_average).loss * weight
+                share.backward()
+            loss += share.detach()
+        # Checked after the backward passes, so every rank runs the same collectives; a
+        # non-finite loss leaves only gradients behind, and those are dropped.
+        if not all_ranks_agree(bool(torch.isfinite(loss)), world):
+            optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"loss is {loss.item()} on this or another rank")
         total += loss.item()
     if config.optim.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
