@@ -176,8 +176,8 @@ class ShapesConfig:
             )
         _check_names("shapes", self.shapes, SHAPES)
         _check_names("colors", self.colors, tuple(PALETTE))
+        self._check_held_out()  # first: an impossible split is the more basic mistake
         self._check_overlap()
-        self._check_held_out()
 
     def _check_overlap(self) -> None:
         if not isinstance(self.overlap, int | float) or not 0 <= self.overlap <= 1:
@@ -214,8 +214,8 @@ class ShapesConfig:
         if not drawable:
             raise ConfigError(
                 f"no held_out pair of {pairs!r} can be drawn with colors={self.colors!r} and "
-                f"shapes={self.shapes!r}, so val and test would be empty; hold out one "
-                "(colour, shape) pair of those in held_out"
+                f"shapes={self.shapes!r}, so val and test would be empty; hold out pairs of "
+                f"these, e.g. held_out=(({self.colors[0]!r}, {self.shapes[0]!r}),)"
             )
         # Train must still show every colour and shape, each with some partner not held out.
         for color in self.colors:
@@ -370,7 +370,10 @@ def _intersect(a: PixelBox, b: PixelBox) -> bool:
 
 @dataclass
 class _Layer:
-    """An object being placed in an overlap scene: its whole shape and what is still visible."""
+    """An object being placed in an overlap scene: its whole shape and what is still visible.
+
+    Mutable on purpose: ``visible`` shrinks as later objects are put on top.
+    """
 
     shape: str
     color: str

@@ -582,7 +582,7 @@ def test_evaluation_set_is_fixed_and_carries_targets():
         ({"overlap": -0.1}, "overlap"),
         ({"max_objects": 1}, "overlap=0.0"),
         ({"colors": ("red", "blue"), "overlap": 0.5, "max_object_size": 30}, "overlap=0.0"),
-        ({"colors": ("red",), "overlap": 0.0}, "val and test would be empty"),
+        ({"colors": ("red",)}, "val and test would be empty"),
         ({"held_out": ()}, "val and test would be empty"),
         ({"held_out": (("purple", "circle"),)}, "held_out"),
         ({"held_out": ("blue", "triangle")}, "held_out"),
