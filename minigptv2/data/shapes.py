@@ -27,6 +27,9 @@ Conventions:
   object), i.e. columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``.
 * "Left to right" means by box centre x, then centre y; scenes store their objects in that order.
 * VQA counts are digits ("2", VQAv2's normalisation); captions use words ("two blue squares").
+* Relation questions ("is the red circle to the left of the blue square?", yes/no half each) name
+  both objects by a (colour, shape) unique in the scene and compare visible-box centres; they are
+  only asked along an axis where the centres are at least ``RELATION_GAP`` of the side apart.
 * Referring expressions are the shortest unique one of "the circle", "the red circle" and "the red
   circle on the left | on the right | at the top | at the bottom"; objects no expression singles out
   are never referred to.
@@ -760,16 +763,68 @@ def _exists(scene: Scene, rng: random.Random) -> _Question:
     return f"is there a {color} {shape}?", "no", {}
 
 
-# Attribute questions take ~70% of VQA (colour binding is the weak spot); counts the rest.
+# Relation words of VQA questions: (axis, sign) of the subject's centre minus the landmark's.
+RELATIONS: dict[str, tuple[int, int]] = {
+    "to the left of": (0, -1),
+    "to the right of": (0, 1),
+    "above": (1, -1),
+    "below": (1, 1),
+}
+
+
+def clear_relations(subject: ShapeObject, landmark: ShapeObject, gap: float) -> list[str]:
+    """The relation words true of ``subject`` against ``landmark``: their visible-box centres must
+    be at least ``gap`` px apart along the word's axis, so that no answer is a judgement call."""
+    return [
+        words
+        for words, (axis, sign) in RELATIONS.items()
+        if sign * (subject.center[axis] - landmark.center[axis]) >= gap
+    ]
+
+
+def _relation(scene: Scene, rng: random.Random) -> _Question:
+    # Both objects are named by colour and shape, and only objects whose (colour, shape) is unique
+    # take part: the question binds attributes to two objects before comparing their positions.
+    named = [
+        (index, obj)
+        for index, obj in enumerate(scene.objects)
+        if sum(other.name == obj.name for other in scene.objects) == 1
+    ]
+    gap = RELATION_GAP * scene.width
+    pairs = [
+        (a, b, relations)
+        for a in named
+        for b in named
+        if a[0] != b[0] and (relations := clear_relations(a[1], b[1], gap))
+    ]
+    if not pairs:
+        return None
+    (i, subject), (j, landmark), relations = rng.choice(pairs)
+    true = rng.choice(relations)
+    # Half the questions ask the true relation, half its opposite on the same (clear) axis.
+    if rng.random() < 0.5:
+        words, answer = true, "yes"
+    else:
+        axis, sign = RELATIONS[true]
+        words = next(w for w, (a, s) in RELATIONS.items() if a == axis and s == -sign)
+        answer = "no"
+    question = f"is the {subject.name} {words} the {landmark.name}?"
+    return question, answer, {"object": i, "landmark": j, "relation": words}
+
+
+# Attribute questions take ~60% of VQA (colour binding is the weak spot), counts ~25% and relations
+# (which bind two objects) the rest; a relation is often impossible (one object, look-alikes, or
+# centres too close), then another kind is drawn, so relations are ~10% of the questions asked.
 VQA_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Question]]] = {
-    "color_of": (0.22, _color_of),
-    "color_at_box": (0.20, _color_at_box),
-    "shape_of": (0.14, _shape_of),
-    "exists": (0.14, _exists),
-    "count_all": (0.06, _count_all),
-    "count_color": (0.10, _count_color),
-    "count_shape": (0.08, _count_shape),
-    "count_color_shape": (0.06, _count_color_shape),
+    "color_of": (0.19, _color_of),
+    "color_at_box": (0.17, _color_at_box),
+    "shape_of": (0.12, _shape_of),
+    "exists": (0.12, _exists),
+    "relation": (0.15, _relation),
+    "count_all": (0.05, _count_all),
+    "count_color": (0.08, _count_color),
+    "count_shape": (0.07, _count_shape),
+    "count_color_shape": (0.05, _count_color_shape),
 }
 
 
@@ -786,7 +841,7 @@ def _first_possible(scene: Scene, rng: random.Random, kinds: Mapping[str, tuple[
 
 
 def build_vqa(scene: Scene, rng: random.Random) -> Sample:
-    """``[vqa] what color is the circle?`` -> ``red`` (and counts, shapes, yes/no)."""
+    """``[vqa] what color is the circle?`` -> ``red`` (and counts, shapes, relations, yes/no)."""
     kind, (question, answer, extra) = _first_possible(scene, rng, VQA_KINDS)
     instruction = rng.choice(VQA_TEMPLATES).format(question)
     return _sample(scene, "vqa", instruction, answer, kind=kind, question=question, **extra)

@@ -504,11 +504,98 @@ def test_vqa_answers_are_true(samples):
                 hidden = PALETTE if attribute == "color" else SHAPES
                 assert not set(subject.split()) & set(hidden), question
             assert answer == obj[attribute]
-        else:
+        elif question.startswith("is there "):
             color, shape = re.fullmatch(r"is there a (\w+) (\w+)\?", question).groups()
             present = any(o["color"] == color and o["shape"] == shape for o in objects)
             assert answer == ("yes" if present else "no")
+        else:
+            assert answer == relation_answer(question, objects), (question, objects)
     assert set(kinds) == set(VQA_KINDS)
+
+
+# Overlap-heavy: every scene overlaps, with up to four objects, so visible boxes are often clipped.
+CROWDED = ShapesConfig(overlap=1.0, min_objects=2, max_objects=4)
+RELATION_CONFIGS = {"default": CONFIG, "overlapping": OVERLAPPING, "crowded": CROWDED}
+
+
+def relation_answer(question: str, objects: list[dict]) -> str:
+    """Re-derive a relation question's answer from the objects' boxes; fails if it is ambiguous."""
+    asked = re.fullmatch(
+        r"is the (\w+) (\w+) (to the left of|to the right of|above|below) the (\w+) (\w+)\?",
+        question,
+    )
+    assert asked, question
+    color_a, shape_a, words, color_b, shape_b = asked.groups()
+    (subject,) = [o for o in objects if (o["color"], o["shape"]) == (color_a, shape_a)]
+    (landmark,) = [o for o in objects if (o["color"], o["shape"]) == (color_b, shape_b)]
+    axis = 0 if words in ("to the left of", "to the right of") else 1
+    delta = center(subject)[axis] - center(landmark)[axis]
+    assert abs(delta) >= RELATION_GAP * SIDE, f"ambiguous: {question} {objects}"
+    sign = -1 if words in ("to the left of", "above") else 1
+    return "yes" if sign * delta > 0 else "no"
+
+
+def askable_pairs(objects: list[dict]) -> int:
+    """How many ordered pairs of uniquely named objects are clearly apart along some axis."""
+    names = Counter((o["color"], o["shape"]) for o in objects)
+    unique = [o for o in objects if names[(o["color"], o["shape"])] == 1]
+    gap = RELATION_GAP * SIDE
+    return sum(
+        any(abs(center(a)[axis] - center(b)[axis]) >= gap for axis in (0, 1))
+        for a in unique
+        for b in unique
+        if a is not b
+    )
+
+
+@pytest.mark.parametrize("name", list(RELATION_CONFIGS))
+def test_relation_answers_recomputed_from_the_boxes_agree(name):
+    ask = VQA_KINDS["relation"][1]
+    answers, asked, impossible = Counter(), Counter(), 0
+    for seed in range(400):
+        scene = make_scene(random.Random(seed), RELATION_CONFIGS[name])
+        objects = [obj.to_json() for obj in scene.objects]
+        result = ask(scene, random.Random(f"relation:{seed}"))
+        if result is None:
+            assert askable_pairs(objects) == 0, objects
+            impossible += 1
+            continue
+        question, answer, extra = result
+        assert answer == relation_answer(question, objects), (question, objects)
+        subject, landmark = objects[extra["object"]], objects[extra["landmark"]]
+        assert question.startswith(f"is the {subject['color']} {subject['shape']} ")
+        assert question.endswith(f" the {landmark['color']} {landmark['shape']}?")
+        assert extra["relation"] in question
+        answers[answer] += 1
+        asked[extra["relation"]] += 1
+    total = answers["yes"] + answers["no"]
+    assert total > 150 and impossible > 0
+    assert 0.4 < answers["yes"] / total < 0.6, answers
+    assert len(asked) == 4 and min(asked.values()) > total / 10, asked
+
+
+def test_relations_are_never_asked_between_centres_within_the_margin():
+    ask = VQA_KINDS["relation"][1]
+    gap = RELATION_GAP * SIDE  # ~10 px
+    near = (
+        ShapeObject("circle", "red", (20, 20, 40, 40)),
+        ShapeObject("square", "blue", (28, 26, 48, 46)),  # centres 8 px and 6 px apart
+    )
+    assert all(abs(a - b) < gap for a, b in zip(near[0].center, near[1].center, strict=True))
+    assert ask(Scene(SIDE, SIDE, near, (200, 200, 200)), random.Random(0)) is None
+    # Far apart horizontally, within the margin vertically: only left/right may be asked.
+    side_by_side = (near[0], ShapeObject("square", "blue", (70, 24, 90, 44)))
+    scene = Scene(SIDE, SIDE, side_by_side, (200, 200, 200))
+    questions = {ask(scene, random.Random(seed))[0] for seed in range(40)}
+    assert questions == {
+        "is the red circle to the left of the blue square?",
+        "is the red circle to the right of the blue square?",
+        "is the blue square to the left of the red circle?",
+        "is the blue square to the right of the red circle?",
+    }
+    # Look-alikes cannot be named uniquely: two red circles and nothing else is never asked about.
+    twins = (near[0], ShapeObject("circle", "red", (70, 70, 90, 90)))
+    assert ask(Scene(SIDE, SIDE, twins, (200, 200, 200)), random.Random(0)) is None
 
 
 def test_conversations_mix_tasks_with_the_image_in_the_first_turn(samples):
