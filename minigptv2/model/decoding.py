@@ -16,6 +16,7 @@ Tensors only; the batch is left-padded, so each row's positions come from its at
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,6 +68,35 @@ def threads_for(macs: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def step_mask(attention_mask: torch.Tensor, new: int) -> torch.Tensor:
+    """The attention mask ``forward_step`` hands the model for ``new`` positions.
+
+    For one new position (every decode step) causality adds nothing, so the (B, 1, 1, cached + 1)
+    boolean mask is the padding mask itself: ``transformers`` takes a 4-D mask as given, which
+    saves building one from the 2-D mask at every step (0.2 ms, ~5% of a small model's step). For
+    a prefill, the 2-D mask is passed on and ``transformers`` adds causality.
+    """
+    if new != 1:
+        return attention_mask
+    return attention_mask[:, None, None, :].bool()  # (B, cached + 1) -> (B, 1, 1, cached + 1)
+
+
+def model_size(model: nn.Module) -> int:
+    """Parameters plus buffers (int8 weights are buffers), counted once per model.
+
+    Only ``threads_for`` uses it, to size each call; walking every module costs 0.2-0.3 ms, which
+    each generation (each chat turn) used to pay before its first token.
+    """
+    size = _SIZES.get(model)
+    if size is None:
+        size = sum(tensor.numel() for tensor in [*model.parameters(), *model.buffers()])
+        _SIZES[model] = size
+    return size
+
+
+_SIZES: weakref.WeakKeyDictionary[nn.Module, int] = weakref.WeakKeyDictionary()
+
+
 def forward_step(
     language_model: nn.Module,
     inputs_embeds: torch.Tensor,
@@ -84,7 +114,7 @@ def forward_step(
     positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)[:, -new:]  # (B, new)
     # Without padding the mask says nothing causality does not; leaving it out lets the model
     # skip building a (B, 1, new, cached + new) mask at every step.
-    mask = None if bool(attention_mask.all()) else attention_mask
+    mask = None if bool(attention_mask.all()) else step_mask(attention_mask, new)
     with threads_for(parameters * inputs_embeds.shape[0] * new):
         output = language_model(
             inputs_embeds=inputs_embeds,
@@ -145,8 +175,7 @@ def decode(
     """
     model = decoder(language_model)
     embedding = model.get_input_embeddings()
-    # Weights held as buffers (int8) count too: the size only picks the thread count.
-    parameters = sum(tensor.numel() for tensor in [*model.parameters(), *model.buffers()])
+    parameters = model_size(model)
     cache = DynamicCache() if cache is None else cache
     batch = inputs_embeds.shape[0]
     rows = torch.arange(batch, device=inputs_embeds.device)  # batch rows still generating
