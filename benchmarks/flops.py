@@ -18,7 +18,8 @@ Shapes model trains everything, so it gets ``6 * N * T`` (minus the patch convol
 gradient) plus attention.
 
 Per token of the language model ``T`` counts the image tokens; the ViT runs on ``1 + patches``
-tokens per image and the projector on ``patches / 4``.
+tokens per image and the projector on ``patches / 4``. The LM head runs only on the ``K``
+positions that predict an answer token (``MiniGPTv2.forward`` with labels), not on all ``T``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from minigptv2.constants import IGNORE_INDEX
 from minigptv2.model import MiniGPTv2
+from minigptv2.model.decoding import decoder
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,10 @@ def _matmuls(weights: tuple[int, int], tokens: float, input_grad: bool) -> tuple
 
 
 def training_step_flops(
-    model: MiniGPTv2, attention_mask: torch.Tensor, num_images: int
+    model: MiniGPTv2, attention_mask: torch.Tensor, num_images: int, labels: torch.Tensor
 ) -> StepFlops:
-    """FLOPs of forward + backward on a batch whose real tokens ``attention_mask`` marks."""
+    """FLOPs of forward + backward on a batch whose real tokens ``attention_mask`` marks and whose
+    supervised tokens ``labels`` marks (everything else is ``IGNORE_INDEX``)."""
     trainable = model.trainable
     vision = model.config.vision
     patches = vision.num_patches
@@ -88,13 +92,20 @@ def training_step_flops(
         _weights(model.projector), num_images * model.config.num_image_tokens, trainable.vision
     )
 
-    # Language model: every matrix sees every real token. Its inputs need gradients as soon as
-    # anything before it trains (the projector does in every MiniGPT-v2 stage).
+    # Language model: every matrix but the head sees every real token; the head sees the answer
+    # positions. Its inputs need gradients as soon as anything before it trains (the projector
+    # does in every MiniGPT-v2 stage).
     language = model.config.language
     lengths = attention_mask.sum(dim=1).double()
     tokens = float(lengths.sum())
     llm_input_grad = trainable.vision or trainable.projector or trainable.language_model
-    llm_f, llm_b = _matmuls(_weights(model.language_model), tokens, llm_input_grad)
+    head_weights = _weights(decoder(model.language_model).get_output_embeddings())
+    everything, trainable_weights = _weights(model.language_model)
+    body_weights = (everything - head_weights[0], trainable_weights - head_weights[1])
+    body_f, body_b = _matmuls(body_weights, tokens, llm_input_grad)
+    answers = float((labels[:, 1:] != IGNORE_INDEX).sum())
+    head_f, head_b = _matmuls(head_weights, answers, llm_input_grad)
+    llm_f, llm_b = body_f + head_f, body_b + head_b
     llm_attention = language.num_layers * 4.0 * float((lengths**2).sum()) * language.hidden_size
 
     attention_backward = (2.0 * vision_attention if trainable.vision else 0.0) + (

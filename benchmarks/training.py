@@ -36,7 +36,7 @@ def measure_training(
     seconds = best_time(step, repeats=steps, warmup=1)
     model.eval()
     num_images = 0 if batch.get("pixel_values") is None else batch["pixel_values"].shape[0]
-    flops = training_step_flops(model, batch["attention_mask"], num_images)
+    flops = training_step_flops(model, batch["attention_mask"], num_images, batch["labels"])
     batch_size = batch["input_ids"].shape[0]
     return {
         "train_batch": batch_size,

@@ -48,7 +48,7 @@ def test_matmul_flops_match_what_runs(tiny_config, tokenizer, trainable):
     model = MiniGPTv2(tiny_config.replace(trainable=trainable))
     batch = _unpadded_batch(tokenizer, tiny_config)
     counted = _counted_step(model, batch)
-    formula = training_step_flops(model, batch["attention_mask"], num_images=2)
+    formula = training_step_flops(model, batch["attention_mask"], 2, batch["labels"])
     assert formula.matmul == pytest.approx(counted, rel=1e-6)
 
 
@@ -56,9 +56,9 @@ def test_backward_is_charged_only_where_gradients_flow(tiny_config, tokenizer):
     torch.manual_seed(0)
     model = MiniGPTv2(tiny_config)  # frozen ViT
     batch = _unpadded_batch(tokenizer, tiny_config)
-    frozen = training_step_flops(model, batch["attention_mask"], num_images=2)
+    frozen = training_step_flops(model, batch["attention_mask"], 2, batch["labels"])
     model.set_trainable(Trainable(vision=True, projector=True, lora=True, language_model=True))
-    everything = training_step_flops(model, batch["attention_mask"], num_images=2)
+    everything = training_step_flops(model, batch["attention_mask"], 2, batch["labels"])
     assert frozen.matmul_forward == everything.matmul_forward
     assert frozen.matmul_backward < everything.matmul_backward
     # Training everything costs 3x the forward (the "6 N T" rule) except for the patch
@@ -73,7 +73,9 @@ def test_padding_is_not_counted(tiny_config, tokenizer):
     mask = torch.ones(2, 40, dtype=torch.long)
     padded = mask.clone()
     padded[1, 30:] = 0
-    full = training_step_flops(model, mask, num_images=2)
-    less = training_step_flops(model, padded, num_images=2)
+    labels = torch.full((2, 40), -100)
+    labels[:, 25:30] = 7
+    full = training_step_flops(model, mask, 2, labels)
+    less = training_step_flops(model, padded, 2, labels)
     assert less.total < full.total
     assert less.attention_forward < full.attention_forward
