@@ -31,8 +31,9 @@ Conventions:
   both objects by a (colour, shape) unique in the scene and compare visible-box centres; they are
   only asked along an axis where the centres are at least ``RELATION_GAP`` of the side apart.
 * Referring expressions are the shortest unique one of "the circle", "the red circle" and "the red
-  circle on the left | on the right | at the top | at the bottom"; objects no expression singles out
-  are never referred to.
+  circle on the left | on the right | at the top | at the bottom" or a relation to a
+  landmark named by a unique (colour, shape), "the red circle to the left of | to the right of |
+  above | below the blue square"; objects no expression singles out are never referred to.
 * Held-out splits test unseen combinations: a few (colour, shape) pairs (``HELD_OUT``) never occur
   in training scenes, and every val and test scene holds at least one of them; each colour and each
   shape is still seen in training with other partners. Val and test are split by a content hash,
@@ -554,6 +555,44 @@ def _directions_singling_out(target: ShapeObject, group: Sequence[ShapeObject], 
     ]
 
 
+# Relation words of VQA questions and referring expressions: (axis, sign) of the subject's centre
+# minus the landmark's.
+RELATIONS: dict[str, tuple[int, int]] = {
+    "to the left of": (0, -1),
+    "to the right of": (0, 1),
+    "above": (1, -1),
+    "below": (1, 1),
+}
+
+
+def clear_relations(subject: ShapeObject, landmark: ShapeObject, gap: float) -> list[str]:
+    """The relation words true of ``subject`` against ``landmark``: their visible-box centres must
+    be at least ``gap`` px apart along the word's axis, so that no answer is a judgement call."""
+    return [
+        words
+        for words, (axis, sign) in RELATIONS.items()
+        if sign * (subject.center[axis] - landmark.center[axis]) >= gap
+    ]
+
+
+def _relations_singling_out(
+    target: ShapeObject, group: Sequence[ShapeObject], scene: Scene, gap: float
+) -> list[str]:
+    """ "to the left of the blue square" and the like: relations to a landmark whose (colour, shape)
+    is unique in ``scene`` that ``target`` clearly has, while every other member of ``group`` is not
+    past the landmark in that direction at all (so the two differ by the whole margin)."""
+    found = []
+    for landmark in scene.objects:
+        if sum(obj.name == landmark.name for obj in scene.objects) != 1 or landmark is target:
+            continue
+        for words in clear_relations(target, landmark, gap):
+            axis, sign = RELATIONS[words]
+            others = [obj for obj in group if obj is not target]
+            if all(sign * (obj.center[axis] - landmark.center[axis]) <= 0 for obj in others):
+                found.append(f"{words} the {landmark.name}")
+    return found
+
+
 def referring_expression(
     target: ShapeObject,
     scene: Scene,
@@ -565,7 +604,8 @@ def referring_expression(
     """The shortest expression that picks ``target`` alone out of ``scene``, or None.
 
     With both attributes: "the circle", else "the red circle", else "the red circle on the left"
-    (position words among the red circles; a random one if several apply). Without colour (to ask
+    or "the red circle to the left of the blue square" (a relation to a uniquely named landmark
+    that no other red circle has; a random one of all that apply). Without colour (to ask
     for it): "the circle", "the circle on the left". Without shape: "the red object", "the red
     object on the left".
     """
@@ -584,7 +624,11 @@ def referring_expression(
         if len(group) == 1:
             return expression
     expression, group = levels[-1]
-    directions = _directions_singling_out(target, group, RELATION_GAP * scene.width)
+    gap = RELATION_GAP * scene.width
+    directions = _directions_singling_out(target, group, gap)
+    if use_color and use_shape:
+        # A landmark names other objects' colours and shapes, so only the full form may use one.
+        directions += _relations_singling_out(target, group, scene, gap)
     return f"{expression} {rng.choice(directions)}" if directions else None
 
 
@@ -761,25 +805,6 @@ def _exists(scene: Scene, rng: random.Random) -> _Question:
     swapped = [(c, s) for c, s in absent if c in colors and s in shapes]
     color, shape = rng.choice(swapped if swapped and rng.random() < 0.7 else absent)
     return f"is there a {color} {shape}?", "no", {}
-
-
-# Relation words of VQA questions: (axis, sign) of the subject's centre minus the landmark's.
-RELATIONS: dict[str, tuple[int, int]] = {
-    "to the left of": (0, -1),
-    "to the right of": (0, 1),
-    "above": (1, -1),
-    "below": (1, 1),
-}
-
-
-def clear_relations(subject: ShapeObject, landmark: ShapeObject, gap: float) -> list[str]:
-    """The relation words true of ``subject`` against ``landmark``: their visible-box centres must
-    be at least ``gap`` px apart along the word's axis, so that no answer is a judgement call."""
-    return [
-        words
-        for words, (axis, sign) in RELATIONS.items()
-        if sign * (subject.center[axis] - landmark.center[axis]) >= gap
-    ]
 
 
 def _relation(scene: Scene, rng: random.Random) -> _Question:

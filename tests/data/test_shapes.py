@@ -44,6 +44,8 @@ from minigptv2.tasks import INSTRUCTION_POOLS, TASKS, task_of
 
 CONFIG = ShapesConfig()
 OVERLAPPING = ShapesConfig(overlap=1.0)  # every scene has partly hidden objects
+# Overlap-heavy: every scene overlaps, with 2-4 objects, so visible boxes are often clipped.
+CROWDED = ShapesConfig(overlap=1.0, min_objects=2, max_objects=4)
 SIDE = CONFIG.image_size
 CELL = SIDE / 100  # one step of the 0..100 box grid, in pixels
 PER_TASK = 100
@@ -79,8 +81,28 @@ def center(obj: dict) -> tuple[float, float]:
     return ((x1 + x2) / 2, (y1 + y2) / 2)
 
 
+# Relation words between two objects: axis and sign of the subject's centre minus the landmark's.
+RELATION_WORDS = {
+    "to the left of": (0, -1),
+    "to the right of": (0, 1),
+    "above": (1, -1),
+    "below": (1, 1),
+}
+
+
 def resolve(expression: str, objects: list[dict]) -> list[dict]:
-    """Every object the expression can mean: filter by its words, then by its position word."""
+    """Every object the expression can mean: filter by its words, then by its position word or its
+    relation to a landmark (which must itself mean exactly one object)."""
+    relational = re.fullmatch(f"(the .+?) ({'|'.join(RELATION_WORDS)}) (the .+)", expression)
+    if relational:
+        head, words, tail = relational.groups()
+        (landmark,) = resolve(tail, objects)
+        axis, sign = RELATION_WORDS[words]
+        return [
+            obj
+            for obj in resolve(head, objects)
+            if sign * (center(obj)[axis] - center(landmark)[axis]) >= RELATION_GAP * SIDE
+        ]
     words = expression.split()
     assert words[0] == "the", expression
     vocabulary = {"the", "object", "on", "at", *PALETTE, *SHAPES, *POSITIONS}
@@ -387,6 +409,39 @@ def test_referring_expressions_are_unique_and_shortest():
                 assert expression == f"the {target.name}"
 
 
+@pytest.mark.parametrize("config", [CONFIG, CROWDED], ids=["default", "crowded"])
+def test_relational_expressions_single_out_their_target_by_a_clear_margin(config):
+    gap = RELATION_GAP * SIDE
+    relational = 0
+    for seed in range(400):
+        scene = make_scene(random.Random(seed), config)
+        objects = [obj.to_json() for obj in scene.objects]
+        for target, as_json in zip(scene.objects, objects, strict=True):
+            for draw in range(3):  # several draws: the relation is picked at random
+                expression = referring_expression(target, scene, random.Random(f"{seed}:{draw}"))
+                if expression is None:
+                    continue
+                assert resolve(expression, objects) == [as_json], (expression, objects)
+                found = re.fullmatch(f"the .+? ({'|'.join(RELATION_WORDS)}) (the .+)", expression)
+                if not found:
+                    continue
+                relational += 1
+                words, tail = found.groups()
+                # The target needed the relation: colour and shape alone do not single it out,
+                # and the landmark is named by its own unique colour and shape.
+                alike = [
+                    o for o in objects if (o["color"], o["shape"]) == (target.color, target.shape)
+                ]
+                assert len(alike) > 1, expression
+                (landmark,) = [o for o in objects if f"the {o['color']} {o['shape']}" == tail]
+                # Every other look-alike is not past the landmark at all: a margin-wide difference.
+                axis, sign = RELATION_WORDS[words]
+                others = [o for o in alike if o is not as_json]
+                assert all(sign * (center(o)[axis] - center(landmark)[axis]) <= 0 for o in others)
+                assert sign * (center(as_json)[axis] - center(landmark)[axis]) >= gap
+    assert relational > 20
+
+
 def test_instructions_come_from_the_task_pools(samples):
     patterns = {
         task: [re.escape(t).replace(r"\{\}", "(.+)") for t in pool]
@@ -513,8 +568,6 @@ def test_vqa_answers_are_true(samples):
     assert set(kinds) == set(VQA_KINDS)
 
 
-# Overlap-heavy: every scene overlaps, with up to four objects, so visible boxes are often clipped.
-CROWDED = ShapesConfig(overlap=1.0, min_objects=2, max_objects=4)
 RELATION_CONFIGS = {"default": CONFIG, "overlapping": OVERLAPPING, "crowded": CROWDED}
 
 
