@@ -103,3 +103,19 @@ def test_fsdp_resumes_a_ddp_checkpoint_and_ends_where_ddp_did(ddp_run, tmp_path)
         torch.testing.assert_close(value, other, rtol=1e-5, atol=1e-6, msg=name)
     optimizer = build_optimizer(model, OptimConfig())
     assert load_training_checkpoint(ours, model, optimizer) == 4
+
+
+def test_fsdp_with_gradient_checkpointing_takes_ddps_steps(ddp_run, tmp_path):
+    # Recomputing activations in backward (same dropout masks: the RNG state is replayed) must
+    # not change what FSDP computes: steps 3-4 from DDP's step-2 checkpoint give DDP's losses.
+    ddp, _ = ddp_run
+    run = tmp_path / "run"
+    shutil.copytree(ddp / "tokenizer", run / "tokenizer")
+    shutil.copytree(ddp / "checkpoints" / "step_0000002", run / "checkpoints" / "step_0000002")
+    config = CONFIG + f"parallel: fsdp\ngradient_checkpointing: true\nout_dir: {run}\n"
+    output = torchrun(config, tmp_path, "--resume")
+    assert "2 ranks, FSDP" in output and "at step 2" in output
+    fsdp_losses, ddp_losses = losses(run), losses(ddp)
+    assert sorted(fsdp_losses) == [3, 4]
+    for step in (3, 4):
+        assert fsdp_losses[step] == pytest.approx(ddp_losses[step], abs=1e-5)
