@@ -228,14 +228,13 @@ def _optimisation_step(
         pieces = next(batches)
         if fsdp.is_sharded(model):
             fsdp.check_same_pieces(pieces, config.pieces, world)
-        count = sum(answer_count(piece["labels"], config.loss_average) for piece in pieces)
+        counts = [answer_count(piece["labels"], config.loss_average) for piece in pieces]
+        total_count = max(sum(counts), 1) * config.grad_accum
         loss = torch.zeros(())
-        for index, piece in enumerate(pieces):
+        for index, (piece, count) in enumerate(zip(pieces, counts, strict=True)):
             # Gradients are averaged across ranks only in the step's very last backward pass.
             last = micro == config.grad_accum - 1 and index == len(pieces) - 1
-            weight = answer_count(piece["labels"], config.loss_average) / (
-                max(count, 1) * config.grad_accum
-            )
+            weight = count / total_count
             with gradient_sync(network, last), autocast:
                 share = network(**piece, loss_average=config.loss_average).loss * weight
                 share.backward()
