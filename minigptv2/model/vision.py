@@ -41,6 +41,7 @@ __all__ = [
     "EvaViT",
     "VisionConfig",
     "resample_pos_embed",
+    "sincos_2d",
 ]
 
 _INIT_STD = 0.02
@@ -155,13 +156,18 @@ class EvaViT(nn.Module):
     def reset_parameters(self) -> None:
         """Initialise for training from scratch (valid on the meta device, where it is a no-op).
 
-        Normal with std 0.02 truncated at 2 std for CLS, position embedding, patch projection and
+        The position embedding starts as MAE's fixed 2-D sine-cosine table (zero for CLS), so a
+        model trained from scratch knows where each patch is from its first step: with EVA's
+        std-0.02 normal start it was ~30x weaker than the patch content and boxes were learned
+        late (see the issue-5 note). Released weights replace it.
+        Normal with std 0.02 truncated at 2 std for CLS, patch projection and
         linear weights; zero biases (including ``q_bias``/``v_bias``); LayerNorm weight 1, bias 0.
         As in EVA, each block's output projections (``attn.proj``, ``mlp.fc2``) are further divided
         by ``sqrt(2 * layer)`` so the residual stream does not grow with depth.
         """
         _trunc_normal_(self.cls_token)
-        _trunc_normal_(self.pos_embed)
+        grid = sincos_2d(self.config.image_size // self.config.patch_size, self.config.width)
+        self.pos_embed.copy_(F.pad(grid, (0, 0, 1, 0)).unsqueeze(0))
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 _trunc_normal_(module.weight)
@@ -204,6 +210,24 @@ class EvaViT(nn.Module):
             else:
                 x = block(x)
         return x
+
+
+def sincos_2d(grid_size: int, width: int) -> Tensor:
+    """``(grid_size**2, width)`` sine-cosine position codes, rows in raster order (as in MAE).
+
+    Half the channels encode the row, half the column, each as sines then cosines of the index
+    at ``width / 4`` geometric frequencies from 1 to 1/10000.
+    """
+    if width % 4:
+        raise ConfigError(f"a 2-D sine-cosine table needs a width divisible by 4, got {width}")
+    quarter = width // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    index = torch.arange(grid_size, dtype=torch.float64)
+    angles = index[:, None] * frequencies[None, :]  # (G, W/4)
+    axis = torch.cat((angles.sin(), angles.cos()), dim=1)  # (G, W/2)
+    rows = axis[:, None, :].expand(grid_size, grid_size, -1)
+    cols = axis[None, :, :].expand(grid_size, grid_size, -1)
+    return torch.cat((rows, cols), dim=-1).reshape(grid_size * grid_size, width).float()
 
 
 def resample_pos_embed(pos_embed: Tensor, grid_size: int) -> Tensor:

@@ -31,6 +31,7 @@ from minigptv2.model.loss import answer_count
 from minigptv2.processor import Processor
 from minigptv2.tasks import TASK_TOKENS
 from minigptv2.tokenizer import Tokenizer, train_tokenizer
+from minigptv2.train.scratch import order_coordinate_tokens
 from minigptv2.train import evaluation, fsdp
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -263,6 +264,7 @@ def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv
         preset = get_preset(config.model)
         language = replace(preset.language, vocab_size=tokenizer.vocab_size)
         model = MiniGPTv2(preset.replace(language=language))
+        order_coordinate_tokens(model, tokenizer, seed=config.seed)
     if config.trainable is not None:
         model.set_trainable(config.trainable)
     if config.gradient_checkpointing:

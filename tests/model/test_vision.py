@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from minigptv2.errors import ConfigError
 from minigptv2.model import vision
-from minigptv2.model.vision import EvaViT, VisionConfig, resample_pos_embed
+from minigptv2.model.vision import EvaViT, VisionConfig, resample_pos_embed, sincos_2d
 
 # 56 px / 14 = 4x4 grid; the "checkpoint" side is 28 px = 2x2, like 224 -> 448 in the real model.
 TINY = VisionConfig(
@@ -170,10 +170,33 @@ def test_meta_model_materialises_with_reset_parameters():
     assert torch.equal(state["blocks.1.norm2.weight"], torch.ones(TINY.width))
     for name in ("attn.q_bias", "attn.v_bias", "attn.proj.bias", "mlp.fc1.bias"):
         assert torch.equal(state[f"blocks.0.{name}"], torch.zeros_like(state[f"blocks.0.{name}"]))
-    assert 0.01 < state["pos_embed"].std() < 0.03
-    assert state["pos_embed"].abs().max() <= 0.04 + 1e-6  # truncated at 2 std
+    assert 0.01 < state["cls_token"].std() < 0.03
+    assert state["cls_token"].abs().max() <= 0.04 + 1e-6  # truncated at 2 std
+    grid = TINY.image_size // TINY.patch_size
+    assert torch.equal(state["pos_embed"][0, 1:], sincos_2d(grid, TINY.width))
     # Output projections are scaled down with depth (EVA's rescale).
     assert state["blocks.1.mlp.fc2.weight"].std() < state["blocks.1.mlp.fc1.weight"].std()
+
+
+def test_sincos_2d_codes_row_and_column_separately():
+    grid, width = 5, 16
+    table = sincos_2d(grid, width).reshape(grid, grid, width)
+    rows, cols = table[..., : width // 2], table[..., width // 2 :]
+    # The first half depends on the row only, the second on the column only, with the same code.
+    assert torch.equal(rows, rows[:, :1].expand_as(rows))
+    assert torch.equal(cols, cols[:1].expand_as(cols))
+    assert torch.equal(rows[:, 0], cols[0])
+    # Lowest frequency channel: sin(index) in row half, cos(index) after the sines.
+    assert torch.allclose(rows[:, 0, 0], torch.sin(torch.arange(grid, dtype=torch.float32)))
+    assert torch.allclose(rows[:, 0, width // 4], torch.cos(torch.arange(grid, dtype=torch.float32)))
+    # Every patch gets its own code.
+    flat = table.reshape(grid * grid, width)
+    assert torch.cdist(flat, flat).add(torch.eye(grid * grid)).min() > 0.1
+
+
+def test_sincos_2d_needs_width_divisible_by_four():
+    with pytest.raises(ConfigError, match="divisible by 4"):
+        sincos_2d(4, 18)
 
 
 def test_checkpoint_layout_loads_without_renaming():
