@@ -31,7 +31,6 @@ from minigptv2.model.loss import answer_count
 from minigptv2.processor import Processor
 from minigptv2.tasks import TASK_TOKENS
 from minigptv2.tokenizer import Tokenizer, train_tokenizer
-from minigptv2.train.scratch import order_coordinate_tokens
 from minigptv2.train import evaluation, fsdp
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -52,6 +51,7 @@ from minigptv2.train.distributed import (
 )
 from minigptv2.train.optim import build_optimizer, learning_rate
 from minigptv2.train.plot import NothingToPlot, plot_curves
+from minigptv2.train.scratch import order_coordinate_tokens
 
 # Pieces a from-scratch tokenizer keeps whole: the template, the task identifiers and the box
 # grammar with its 101 coordinates (a box is then 6 tokens instead of about 18).

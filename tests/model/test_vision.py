@@ -188,7 +188,9 @@ def test_sincos_2d_codes_row_and_column_separately():
     assert torch.equal(rows[:, 0], cols[0])
     # Lowest frequency channel: sin(index) in row half, cos(index) after the sines.
     assert torch.allclose(rows[:, 0, 0], torch.sin(torch.arange(grid, dtype=torch.float32)))
-    assert torch.allclose(rows[:, 0, width // 4], torch.cos(torch.arange(grid, dtype=torch.float32)))
+    assert torch.allclose(
+        rows[:, 0, width // 4], torch.cos(torch.arange(grid, dtype=torch.float32))
+    )
     # Every patch gets its own code.
     flat = table.reshape(grid * grid, width)
     assert torch.cdist(flat, flat).add(torch.eye(grid * grid)).min() > 0.1

@@ -46,7 +46,7 @@ def test_coordinate_rows_of_both_matrices_change_and_nothing_else():
     assert order_coordinate_tokens(model, tokenizer, seed=3) == 101
     others = torch.ones(before[0].shape[0], dtype=torch.bool)
     others[ids] = False
-    for old, matrix in zip(before, matrices):
+    for old, matrix in zip(before, matrices, strict=True):
         assert torch.equal(old[others], matrix[others])
         assert not torch.equal(old[ids], matrix[ids])
         assert _neighbour_similarity(matrix[ids].detach(), 1) > 0.4
