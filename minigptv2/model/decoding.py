@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.weak import WeakIdKeyDictionary
 from transformers import DynamicCache
 
 
@@ -116,15 +117,47 @@ def forward_step(
     # skip building a (B, 1, new, cached + new) mask at every step.
     mask = None if bool(attention_mask.all()) else step_mask(attention_mask, new)
     with threads_for(parameters * inputs_embeds.shape[0] * new):
-        output = language_model(
+        hidden = language_model.model(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
             position_ids=positions,
             cache=cache,
             use_cache=True,
-            logits_to_keep=1,  # the vocabulary projection of earlier positions is never needed
-        )
-    return output.logits[:, -1].float()  # (B, vocab)
+        ).last_hidden_state[:, -1]  # (B, hidden): no other position's logits are ever needed
+        return project(language_model.lm_head, hidden).float()  # (B, vocab)
+
+
+def project(head: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, hidden) -> (B, vocab): the LM head, with an fp32 weight read input-major.
+
+    MKL multiplies a few rows by a (vocab, hidden) weight slowly: measured on one thread, 2.0 ms
+    for one row of LLaMA-2's 32000 x 128 head, against 0.5 ms for the same product with the weight
+    laid out (hidden, vocab) -- a streaming read. The head's output is the largest matrix a small
+    model reads per token, so decoding keeps that layout beside the weight (one more copy of the
+    head: 16 MB for the tiny configuration, 0.5 GB for LLaMA-2-7B in fp32).
+    """
+    weight = getattr(head, "weight", None)
+    if type(head) is not nn.Linear or head.bias is not None or weight.dtype != torch.float32:
+        return head(hidden)  # int8 and bf16 heads have kernels of their own
+    return hidden @ input_major(weight)
+
+
+def input_major(weight: torch.Tensor) -> torch.Tensor:
+    """``weight.t().contiguous()``, made once per weight and remade when the weight changes.
+
+    An optimiser step updates the weight in place (its ``_version`` moves on); loading a
+    checkpoint may swap its storage (``data_ptr``). Either makes the copy stale.
+    """
+    key = (weight.data_ptr(), weight._version)
+    cached = _INPUT_MAJOR.get(weight)
+    if cached is None or cached[0] != key:
+        cached = (key, weight.detach().t().contiguous())  # (hidden, vocab)
+        _INPUT_MAJOR[weight] = cached
+    return cached[1]
+
+
+# Keyed by identity: a weight's copy goes when the weight does.
+_INPUT_MAJOR: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def choose(logits: torch.Tensor, generated: torch.Tensor, sampling: Sampling) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from minigptv2.model.decoding import decoder, forward_step, model_size, step_mask
+from minigptv2.model.decoding import decoder, forward_step, model_size, project, step_mask
 from minigptv2.model.quantize import quantize_int8
 
 
@@ -48,7 +48,9 @@ def test_decode_step_mask_gives_the_logits_of_transformers_own_mask(tiny_model, 
                 use_cache=True,
             ).logits[:, -1]
             logits = forward_step(model, token, mask, ours, model_size(model))
-            assert torch.equal(logits, expected.float())
+            # Not bitwise: the head's product runs on an input-major copy of its weight.
+            torch.testing.assert_close(logits, expected.float(), rtol=1e-5, atol=1e-5)
+            assert torch.equal(logits.argmax(-1), expected.argmax(-1))
 
 
 def test_step_mask_is_the_padding_mask_for_one_position_and_2d_for_a_prefill():
@@ -71,3 +73,18 @@ def test_model_size_counts_parameters_and_int8_buffers_once(tiny_model):
     # int8 weights are buffers (plus one scale per output row): still counted.
     assert model_size(quantized) >= expected
     assert model_size(quantized) > sum(p.numel() for p in quantized.parameters())
+
+
+def test_head_projection_matches_the_linear_and_follows_weight_updates():
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(3, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(project(head, hidden), head(hidden))
+    with torch.no_grad():
+        head.weight.mul_(-2.0)  # an optimiser's in-place step: the cached layout is stale
+    with torch.inference_mode():
+        torch.testing.assert_close(project(head, hidden), head(hidden))
+    head.weight = torch.nn.Parameter(torch.randn(50, 16))  # a new weight (a checkpoint load)
+    with torch.inference_mode():
+        torch.testing.assert_close(project(head, hidden), head(hidden))
