@@ -93,6 +93,7 @@ def model_section(name: str, plan: Plan, matmul_gflops: float) -> dict[str, Any]
     # Tokenising and preprocessing a batch: work the data workers do beside the step.
     result["collate_s"] = round(best_time(lambda: collate(samples), repeats=work.repeats), 4)
     (batch,) = collate(samples)  # one piece: the whole micro-batch in one forward pass
+    batch.pop("tasks")  # for the training log only, not a model input
     result |= measure_training(assistant.model, batch, matmul_gflops, steps=work.train_steps)
     return result
 

@@ -24,12 +24,21 @@ def answer_loss(
 ) -> torch.Tensor:
     """Mean cross-entropy of K answer tokens: ``logits`` (K, vocab), ``targets`` (K,), and the
     batch row each token belongs to, ``rows`` (K,)."""
+    return average_losses(token_losses(logits, targets), rows, average)
+
+
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(K,) cross-entropy of each answer token, computed in fp32."""
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def average_losses(losses: torch.Tensor, rows: torch.Tensor, average: str) -> torch.Tensor:
+    """The training loss from per-token ``losses`` (K,) of batch rows ``rows`` (K,)."""
     if average not in LOSS_AVERAGES:
         raise ValueError(f"loss average {average!r} is not one of {LOSS_AVERAGES}")
-    losses = F.cross_entropy(logits.float(), targets, reduction="none")
     if not len(losses):
         # Answers cut away entirely (max_txt_len): nothing to learn, rather than a 0/0 NaN.
-        return logits.sum() * 0.0
+        return losses.sum() * 0.0
     if average == "tokens":
         return losses.mean()
     _, row_of, per_row = torch.unique(rows, return_inverse=True, return_counts=True)

@@ -10,23 +10,34 @@ those positions of the embedding sequence before the language model runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import DynamicCache
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.utils import ModelOutput
 
 from minigptv2.config import MiniGPTv2Config, Trainable
 from minigptv2.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from minigptv2.errors import ImageSlotMismatchError
 from minigptv2.model.decoding import GREEDY, Sampling, decode, decoder
 from minigptv2.model.language import build_language_model
-from minigptv2.model.loss import answer_loss
+from minigptv2.model.loss import average_losses, token_losses
 from minigptv2.model.projector import Projector
 from minigptv2.model.vision import EvaViT
 
 COMPONENTS = ("vision", "projector", "language_model", "lora")
+
+
+@dataclass
+class AnswerLoss(ModelOutput):
+    """The training forward's output: the loss, and each row's summed answer-token loss
+    (detached, for per-task logging). ``logits`` stays None: only answer positions are scored."""
+
+    loss: torch.Tensor | None = None
+    row_losses: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
 
 
 class MiniGPTv2(nn.Module):
@@ -144,10 +155,11 @@ class MiniGPTv2(nn.Module):
     ) -> Any:
         """Right-padded batch -> ``transformers`` output.
 
-        Without ``labels``: ``.logits`` (B, T, vocab). With ``labels``: ``.loss`` only (``.logits``
-        is None), the cross-entropy over answer tokens averaged per ``loss_average`` (``loss.py``;
-        "tokens" is what ``LlamaForCausalLM`` computes), but the vocabulary projection runs only
-        on the positions that predict an answer token. Prompts and image slots are most of a
+        Without ``labels``: ``.logits`` (B, T, vocab). With ``labels``: an ``AnswerLoss``, whose
+        ``.loss`` is the cross-entropy over answer tokens averaged per ``loss_average``
+        (``loss.py``; "tokens" is what ``LlamaForCausalLM`` computes), and ``.row_losses`` each
+        row's summed token losses. The vocabulary projection runs only on the positions that
+        predict an answer token. Prompts and image slots are most of a
         MiniGPT-v2 sequence, and with a 32000-word vocabulary their (B, T, vocab) logits and
         log-softmax were most of a small model's step.
         """
@@ -164,7 +176,7 @@ class MiniGPTv2(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor,
         average: str,
-    ) -> CausalLMOutputWithPast:
+    ) -> AnswerLoss:
         causal_lm = decoder(self.language_model)
         hidden = causal_lm.model(
             inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
@@ -174,8 +186,10 @@ class MiniGPTv2(nn.Module):
         kept = targets != IGNORE_INDEX
         answer_hidden = hidden[:, :-1][kept]  # (K, hidden), K answer tokens in the batch
         logits = causal_lm.get_output_embeddings()(answer_hidden)  # (K, vocab)
-        loss = answer_loss(logits, targets[kept], kept.nonzero()[:, 0], average)
-        return CausalLMOutputWithPast(loss=loss)
+        rows = kept.nonzero()[:, 0]
+        losses = token_losses(logits, targets[kept])
+        row_losses = losses.new_zeros(len(labels)).index_add_(0, rows, losses.detach())
+        return AnswerLoss(loss=average_losses(losses, rows, average), row_losses=row_losses)
 
     def generate(
         self,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
-import torch
 from torch.utils.data import Sampler
 
 from minigptv2.data.mixing import Mixture, MixtureKey
@@ -125,7 +125,7 @@ class Collator:
         self.skipped: Counter[str] = Counter()
         self._previous: list[tuple[Sample, int]] = []
 
-    def __call__(self, samples: Sequence[Sample]) -> list[dict[str, torch.Tensor]]:
+    def __call__(self, samples: Sequence[Sample]) -> list[dict[str, Any]]:
         usable = [(sample, length) for sample in samples if (length := self._length(sample))]
         if not usable:
             if not self._previous:
@@ -139,12 +139,16 @@ class Collator:
         cuts = split_by_length([length for _, length in usable], self.pieces)
         return [self._batch([sample for sample, _ in usable[a:b]]) for a, b in cuts]
 
-    def _batch(self, samples: Sequence[Sample]) -> dict[str, torch.Tensor]:
-        return self.processor.training_batch(
+    def _batch(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """The processor's tensors, plus ``tasks``: each row's task name for the per-task loss
+        log (the loop removes it before the forward pass)."""
+        batch: dict[str, Any] = self.processor.training_batch(
             [sample.turns for sample in samples],
             [sample.image for sample in samples],
             style=self.style,
         )
+        batch["tasks"] = [task_name(sample) for sample in samples]
+        return batch
 
     def _length(self, sample: Sample) -> int:
         """The sample's length in tokens, or 0 when it is refused (and then counted)."""
@@ -165,6 +169,11 @@ class Collator:
             )
             return 0
         return len(encoded)
+
+
+def task_name(sample: Sample) -> str:
+    """A sample's task for logging; mixed-task and free-form conversations are "chat"."""
+    return sample.task or "chat"
 
 
 def split_by_length(lengths: Sequence[int], pieces: int) -> list[tuple[int, int]]:

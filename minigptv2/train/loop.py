@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from minigptv2.config import get_preset
+from minigptv2.constants import IGNORE_INDEX
 from minigptv2.errors import MiniGPTv2Error
 from minigptv2.model import MiniGPTv2
 from minigptv2.model.loss import answer_count
@@ -126,6 +129,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     batches = iter(loader)
     step = start
     scores: dict[str, str] = {}  # the latest held-out scores, kept in the progress bar
+    tally = TaskTally()
     try:
         for step in range(start, config.steps):
             began = time.perf_counter()
@@ -133,7 +137,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             try:
-                loss = _optimisation_step(network, model, optimizer, batches, config, world)
+                loss = _optimisation_step(network, model, optimizer, batches, config, world, tally)
             except NonFiniteLoss as error:
                 _say(world, f"step {step + 1}: {error}; skipped, weights unchanged")
                 _log(log_file, {"step": step + 1, "lr": lr, "skipped": str(error)})
@@ -146,7 +150,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 )
                 if (step + 1) % config.log_every == 0:
                     record = {"step": step + 1, "loss": loss, "lr": lr}
-                    _log(log_file, {**record, "samples_per_s": samples_per_s})
+                    record |= {"samples_per_s": samples_per_s, "task_loss": tally.take()}
+                    _log(log_file, record)
             progress.update(1)
             scores = _evaluate_if_due(world, step + 1, model, processor, config, log_file, scores)
             if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
@@ -210,6 +215,26 @@ def _plot(world: World, out: Path) -> None:
         _say(world, f"loss and learning-rate curves: {out / 'curves.png'}")
 
 
+class TaskTally:
+    """Mean answer-token loss per task since the last ``take`` (this rank's samples only)."""
+
+    def __init__(self) -> None:
+        self.loss: Counter[str] = Counter()
+        self.tokens: Counter[str] = Counter()
+
+    def add(self, tasks: Sequence[str], row_losses: torch.Tensor, labels: torch.Tensor) -> None:
+        counts = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1).tolist()
+        for task, loss, count in zip(tasks, row_losses.tolist(), counts, strict=True):
+            self.loss[task] += loss
+            self.tokens[task] += count
+
+    def take(self) -> dict[str, float]:
+        means = {task: self.loss[task] / count for task, count in self.tokens.items() if count}
+        self.loss.clear()
+        self.tokens.clear()
+        return dict(sorted(means.items()))
+
+
 def _optimisation_step(
     network: torch.nn.Module,
     model: MiniGPTv2,
@@ -217,6 +242,7 @@ def _optimisation_step(
     batches: Any,
     config: TrainConfig,
     world: World,
+    tally: TaskTally | None = None,
 ) -> float:
     """Accumulate ``grad_accum`` micro-batches, clip, step. Returns the mean loss."""
     total = 0.0
@@ -236,9 +262,13 @@ def _optimisation_step(
             # Gradients are averaged across ranks only in the step's very last backward pass.
             last = micro == config.grad_accum - 1 and index == len(pieces) - 1
             weight = count / total_count
+            tasks = piece.pop("tasks", None)
             with gradient_sync(network, last), autocast:
-                share = network(**piece, loss_average=config.loss_average).loss * weight
+                output = network(**piece, loss_average=config.loss_average)
+                share = output.loss * weight
                 share.backward()
+            if tally is not None and tasks is not None:
+                tally.add(tasks, output.row_losses, piece["labels"])
             loss += share.detach()
         # Checked after the backward passes, so every rank runs the same collectives; a
         # non-finite loss leaves only gradients behind, and those are dropped.

@@ -6,9 +6,10 @@ from PIL import Image
 
 from minigptv2.checkpoints import load_pretrained
 from minigptv2.cli import main
+from minigptv2.tasks import TASKS
 from minigptv2.train import loop
 from minigptv2.train.checkpoint import list_checkpoints
-from minigptv2.train.config import TrainConfig, load_train_config
+from minigptv2.train.config import DataConfig, TrainConfig, load_train_config
 from minigptv2.train.optim import OptimConfig
 
 
@@ -46,6 +47,20 @@ def test_a_run_logs_checkpoints_and_exports_a_loadable_model(tmp_path):
     assert model.config.language.vocab_size == tokenizer.vocab_size
     with Image.open(run / "curves.png") as curves:
         assert curves.format == "PNG" and curves.size == (800, 600)
+
+
+def test_the_log_has_each_tasks_loss_and_one_task_has_the_whole_loss(tmp_path):
+    loop.train(tiny_run(tmp_path / "mixed", steps=3, save_every=3))
+    records = [json.loads(line) for line in (tmp_path / "mixed/run/metrics.jsonl").open()]
+    for record in records:
+        assert set(record["task_loss"]) <= {*TASKS, "chat"} and record["task_loss"]
+        assert all(0 < value < 20 for value in record["task_loss"].values())
+    # With a single task, the task's token-mean loss is the logged (token-mean) loss.
+    only_vqa = tiny_run(tmp_path / "vqa", steps=2, save_every=2, data=DataConfig(mix={"vqa": 1}))
+    loop.train(only_vqa)
+    for record in map(json.loads, (tmp_path / "vqa/run/metrics.jsonl").open()):
+        assert list(record["task_loss"]) == ["vqa"]
+        assert record["task_loss"]["vqa"] == pytest.approx(record["loss"], rel=1e-5)
 
 
 def test_resumed_run_matches_an_uninterrupted_one_step_for_step(tmp_path, monkeypatch):

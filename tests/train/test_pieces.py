@@ -23,19 +23,25 @@ def samples():
 
 def test_the_model_averages_its_loss_over_samples_on_request(tokenizer, tiny_model, samples):
     (batch,) = Collator(Processor(tokenizer, tiny_model.config))(samples)
+    # Multi-task conversations have no single task; they are logged as "chat".
+    expected = [TASKS[n % len(TASKS)] for n in range(len(samples))]
+    assert batch.pop("tasks") == [{"conversation": "chat"}.get(task, task) for task in expected]
     tiny_model.eval()
     with torch.no_grad():
-        tokens = tiny_model(**batch).loss
+        output = tiny_model(**batch)
+        tokens = output.loss
         by_sample = tiny_model(**batch, loss_average="samples").loss
         logits = tiny_model(
             batch["input_ids"], batch["attention_mask"], None, batch["pixel_values"]
         ).logits
-    per_sample = []
+    per_sample, sums = [], []
     for row in range(len(samples)):
         labels = batch["labels"][row, 1:]
         keep = labels != IGNORE_INDEX
         per_sample.append(F.cross_entropy(logits[row, :-1][keep], labels[keep]).item())
+        sums.append(F.cross_entropy(logits[row, :-1][keep], labels[keep], reduction="sum"))
     assert by_sample.item() == pytest.approx(sum(per_sample) / len(per_sample), rel=1e-5)
+    torch.testing.assert_close(output.row_losses, torch.stack(sums), rtol=1e-5, atol=1e-5)
     assert tokens.item() != by_sample.item()
 
 
