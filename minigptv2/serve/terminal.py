@@ -16,6 +16,15 @@ from minigptv2.errors import MiniGPTv2Error, PromptError
 from minigptv2.tasks import TASKS
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters other than newline and tab escaped (``\\x1b``), so a
+    model's output cannot move the cursor or send escape sequences to the user's terminal."""
+    return "".join(
+        char if char.isprintable() or char in "\n\t" else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (default: the shipped Shapes model)")
     source.add_argument("--model", type=Path, help="a folder saved by this project")
@@ -86,7 +95,7 @@ def run_generate(args: argparse.Namespace) -> int:
     answer = assistant.chat(image, args.prompt, config=generation_config(args))
     if args.draw is not None:
         _draw(image, answer, args.draw)
-    print(json.dumps(answer.to_json()) if args.json else answer.text)
+    print(json.dumps(answer.to_json()) if args.json else printable(answer.text))
     return 0
 
 
@@ -150,7 +159,7 @@ def run_chat(args: argparse.Namespace) -> int:
             continue
         print("assistant: ", end="", flush=True)
         for delta in deltas:
-            print(delta, end="", flush=True)
+            print(printable(delta), end="", flush=True)
         print()
         answer = session.answers[-1]
         if session.image is not None and answer.grounding.boxes:
@@ -215,7 +224,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ]
     answers = assistant.generate([image] * len(prompts), prompts, config)
     for prompt, answer in zip(prompts, answers, strict=True):
-        print(f"{prompt}\n  -> {answer.text}")
+        print(f"{prompt}\n  -> {printable(answer.text)}")
     args.out.mkdir(parents=True, exist_ok=True)
     drawn = args.out / "demo.png"
     draw_boxes(image, answers[0].grounding).save(drawn)

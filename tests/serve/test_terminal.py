@@ -10,7 +10,7 @@ from PIL import Image
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
 from minigptv2.data.shapes import make_sample
-from minigptv2.serve.terminal import expand_shortcut
+from minigptv2.serve.terminal import expand_shortcut, printable
 from minigptv2.tasks import TASKS
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "make_released_fixture.py"
@@ -102,7 +102,7 @@ def test_chat_streams_each_turn_and_keeps_the_history(saved_model, picture, monk
     assert main([*args, "--max-new-tokens", "6", "--save-dir", str(picture.parent)]) == 0
     printed = [
         line.removeprefix("assistant: ")
-        # "\n" only: a random model's answer may itself hold "\r" or other line breaks.
+        # A random model's answer may hold "\r" or ESC: the terminal prints them escaped.
         for line in capsys.readouterr().out.split("\n")
         if line.startswith("assistant: ")
     ]
@@ -112,7 +112,14 @@ def test_chat_streams_each_turn_and_keeps_the_history(saved_model, picture, monk
     second = assistant.chat(
         picture, "[refer] the blue square", [Turn("[vqa] what colour is it?", first)], config
     ).text
-    assert printed == [first, second, first]  # /reset started the conversation again
+    expected = [printable(first), printable(second), printable(first)]
+    assert printed == expected  # /reset started the conversation again
+
+
+def test_printable_escapes_control_characters_but_keeps_text():
+    assert printable("a red\tsquare\nnext") == "a red\tsquare\nnext"
+    assert printable("é ✓ {<1><2><3><4>}") == "é ✓ {<1><2><3><4>}"
+    assert printable("\x1b[2Jgone\rback") == "\\x1b[2Jgone\\rback"
 
 
 def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_path, capsys):
