@@ -182,7 +182,8 @@ def expand_shortcut(message: str) -> str:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    # 24: a scene the shipped model mostly gets right (the scores over 200 scenes are in README).
+    # 20: a scene whose boxes the shipped model gets right (the scores over 200 scenes are in
+    # README); it names the blue triangle, a pair it never saw, wrongly.
     parser.add_argument("--seed", type=int, default=20, help="which held-out Shapes scene to use")
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
     parser.add_argument(

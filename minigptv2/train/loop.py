@@ -54,13 +54,13 @@ from minigptv2.train.distributed import (
 )
 from minigptv2.train.optim import build_optimizer, learning_rate
 from minigptv2.train.plot import NothingToPlot, plot_curves
-from minigptv2.train.scratch import order_coordinate_tokens
+from minigptv2.train.scratch import COORDINATES, order_coordinate_tokens
 
 # Pieces a from-scratch tokenizer keeps whole: the template, the task identifiers and the box
 # grammar with its 101 coordinates (a box is then 6 tokens instead of about 18).
 TEMPLATE_SYMBOLS = (
     "[INST]", "[/INST]", "<Img>", "</Img>", "<p>", "</p>", "<delim>", *TASK_TOKENS,
-    *(f"<{value}>" for value in range(101)),
+    *COORDINATES,
 )  # fmt: skip
 
 
