@@ -130,6 +130,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     step = start
     scores: dict[str, str] = {}  # the latest held-out scores, kept in the progress bar
     tally = TaskTally()
+    stats: dict[str, str] = {}  # the last finished step's loss, lr and samples/s
     try:
         for step in range(start, config.steps):
             began = time.perf_counter()
@@ -145,15 +146,19 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 samples_per_s = (config.batch_size * config.grad_accum * world.size) / (
                     time.perf_counter() - began
                 )
-                progress.set_postfix(
-                    loss=f"{loss:.3f}", lr=f"{lr:.2e}", samples_s=f"{samples_per_s:.1f}", **scores
-                )
+                stats = {
+                    "loss": f"{loss:.3f}",
+                    "lr": f"{lr:.2e}",
+                    "samples_s": f"{samples_per_s:.1f}",
+                }
                 if (step + 1) % config.log_every == 0:
                     record = {"step": step + 1, "loss": loss, "lr": lr}
                     record |= {"samples_per_s": samples_per_s, "task_loss": tally.take()}
                     _log(log_file, record)
-            progress.update(1)
             scores = _evaluate_if_due(world, step + 1, model, processor, config, log_file, scores)
+            # After the evaluation, so that the finished bar shows the last step's scores.
+            progress.set_postfix(**stats, **scores, refresh=False)
+            progress.update(1)
             if (step + 1) % config.save_every == 0 and step + 1 < config.steps:
                 _checkpoint(world, out, step + 1, model, optimizer)
         _checkpoint(world, out, config.steps, model, optimizer)

@@ -60,7 +60,7 @@ def test_periodic_evaluation_is_logged_and_does_not_change_training(tmp_path, mo
     assert "step 3: val {" in capsys.readouterr().out
 
 
-def test_evaluation_runs_every_n_steps_and_at_the_end(tmp_path, monkeypatch):
+def test_evaluation_runs_every_n_steps_and_at_the_end(tmp_path, monkeypatch, capsys):
     steps_seen = []
 
     def fake(model, processor, config):
@@ -75,6 +75,9 @@ def test_evaluation_runs_every_n_steps_and_at_the_end(tmp_path, monkeypatch):
         (4, {"vqa_acc": 0.5}),
         (5, {"vqa_acc": 0.75}),
     ]
+    # The finished progress bar shows the last evaluation's scores, not the one before.
+    final_bar = capsys.readouterr().err.rstrip().rsplit("\r", 1)[-1]
+    assert "5/5" in final_bar and "vqa=0.75" in final_bar
 
 
 def test_a_failing_evaluation_does_not_end_the_run(tmp_path, monkeypatch, capsys):
