@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from torch.utils.data import Sampler
@@ -62,6 +63,15 @@ DATA_SOURCES: dict[str, Callable[[DataConfig, str, int], Mixture]] = {
     "custom": _custom,
     "paper": _paper,
 }
+
+
+def vocabulary_mixture(config: DataConfig, seed: int = 0) -> Mixture:
+    """The samples a from-scratch tokenizer learns its pieces from: Shapes' every task (its default
+    mix), whatever this stage's ratios; the later stages reuse the tokenizer, so a stage 1 of boxes
+    only must still give VQA's digits and question words their pieces. Other sources: the stage's.
+    """
+    whole = replace(config, mix=None) if config.source == "shapes" else config
+    return build_mixture(whole, "train", seed)
 
 
 def build_mixture(config: DataConfig, split: str = "train", seed: int = 0) -> Mixture:

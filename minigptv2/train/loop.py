@@ -42,7 +42,13 @@ from minigptv2.train.checkpoint import (
     write_training_checkpoint,
 )
 from minigptv2.train.config import TrainConfig, resolve_precision
-from minigptv2.train.data import Collator, StepBatchSampler, build_mixture, corpus
+from minigptv2.train.data import (
+    Collator,
+    StepBatchSampler,
+    build_mixture,
+    corpus,
+    vocabulary_mixture,
+)
 from minigptv2.train.distributed import (
     World,
     all_ranks_agree,
@@ -314,7 +320,7 @@ def _from_scratch_tokenizer(config: TrainConfig, out: Path, world: World) -> Tok
     """Train (rank 0) or reuse the run's tokenizer, so a resumed run keeps the same ids."""
     folder = out / "tokenizer"
     if world.is_main and not (folder / "tokenizer.model").is_file():
-        lines = corpus(build_mixture(config.data, "train", config.seed), config.tokenizer_samples)
+        lines = corpus(vocabulary_mixture(config.data, config.seed), config.tokenizer_samples)
         train_tokenizer(lines, folder, vocab_size=config.tokenizer_vocab, symbols=TEMPLATE_SYMBOLS)
     barrier(world)
     return Tokenizer(folder)

@@ -8,12 +8,19 @@ from PIL import Image
 from minigptv2.data.custom import CustomDataset
 from minigptv2.data.export import write_shapes
 from minigptv2.data.sample import Sample
+from minigptv2.data.shapes import SHAPES_MIX
 from minigptv2.errors import ConfigError, DataError
 from minigptv2.processor import Processor
 from minigptv2.prompts import Turn
 from minigptv2.train import loop
 from minigptv2.train.config import DataConfig, TrainConfig
-from minigptv2.train.data import Collator, StepBatchSampler, build_mixture
+from minigptv2.train.data import (
+    Collator,
+    StepBatchSampler,
+    build_mixture,
+    corpus,
+    vocabulary_mixture,
+)
 from minigptv2.train.optim import OptimConfig
 
 
@@ -90,3 +97,14 @@ def test_resumed_sampler_yields_the_samples_of_an_uninterrupted_run(tmp_path):
     resumed = list(StepBatchSampler(mixture, 4, 6, batch=2, accum=2))
     assert resumed == straight[8:]
     assert [mixture[k].turns for k in resumed[0]] == [mixture[k].turns for k in straight[8]]
+
+
+def test_a_from_scratch_tokenizer_reads_every_shapes_task_whatever_the_stage_mix():
+    boxes_only = DataConfig(source="shapes", mix={"detection": 1.0})
+    assert build_mixture(boxes_only).names == ["detection"]
+    vocabulary = vocabulary_mixture(boxes_only)
+    assert set(vocabulary.names) == set(SHAPES_MIX)
+    lines = corpus(vocabulary, 100)
+    # VQA's questions and digit answers, which a detection-only corpus never shows.
+    assert any("[vqa]" in line for line in lines)
+    assert not any("[vqa]" in line for line in corpus(build_mixture(boxes_only), 100))
