@@ -183,7 +183,7 @@ def expand_shortcut(message: str) -> str:
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     # 20: a scene whose boxes the shipped model gets right (the scores over 200 scenes are in
-    # README); it names the blue triangle, a pair it never saw, wrongly.
+    # README); it finds the blue triangle, a pair it never saw, but names it wrongly.
     parser.add_argument("--seed", type=int, default=20, help="which held-out Shapes scene to use")
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
     parser.add_argument(
