@@ -66,7 +66,7 @@ DATA_SOURCES: dict[str, Callable[[DataConfig, str, int], Mixture]] = {
 
 
 def vocabulary_mixture(config: DataConfig, seed: int = 0) -> Mixture:
-    """The samples a from-scratch tokenizer learns its pieces from: Shapes' every task (its default
+    """The samples a from-scratch tokenizer learns its pieces from: every Shapes task (the default
     mix), whatever this stage's ratios; the later stages reuse the tokenizer, so a stage 1 of boxes
     only must still give VQA's digits and question words their pieces. Other sources: the stage's.
     """
