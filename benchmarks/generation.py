@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from minigptv2.assistant import Assistant, GenerationConfig
 from minigptv2.prompts import Turn
@@ -148,10 +149,31 @@ def chat_turn_ttfts(assistant: Assistant, image: Image.Image) -> dict[str, float
         session = assistant.session(image)
         session.ask(FIRST_TURN, answer)
         result["second_turn_ttft_s"] = _one_token_s(lambda: session.ask(SECOND_TURN, one))
+        result |= chat_turn_gflops(assistant, image)
     else:
         result["first_turn_ttft_s"] = result["first_turn_ttft_s_reencode"]
         result["second_turn_ttft_s"] = result["second_turn_ttft_s_reencode"]
     return result
+
+
+def chat_turn_gflops(assistant: Assistant, image: Image.Image) -> dict[str, float]:
+    """Model GFLOPs up to each session turn's first token, in the chats ``chat_turn_ttfts`` times.
+
+    The first turn encodes the image and reads the whole prompt, the second only its new tokens.
+    However little overhead each model call has, the turn 2 / turn 1 TTFT ratio cannot go far
+    below this ratio of the work each does.
+    """
+    one = GenerationConfig(max_new_tokens=1)
+    with FlopCounterMode(display=False) as first:
+        assistant.session(image).ask(FIRST_TURN, one)
+    session = assistant.session(image)
+    session.ask(FIRST_TURN, GenerationConfig(max_new_tokens=24))
+    with FlopCounterMode(display=False) as second:
+        session.ask(SECOND_TURN, one)
+    return {
+        "first_turn_gflop": first.get_total_flops() / 1e9,
+        "second_turn_gflop": second.get_total_flops() / 1e9,
+    }
 
 
 def measure_chat(
@@ -167,5 +189,9 @@ def measure_chat(
     result["second_turn_ttft_over_first_reencode"] = round(
         best["second_turn_ttft_s_reencode"] / best["first_turn_ttft_s_reencode"], 3
     )
+    if "second_turn_gflop" in best:
+        result["second_turn_flops_over_first"] = round(
+            best["second_turn_gflop"] / best["first_turn_gflop"], 3
+        )
     result["chat_method"] = "session" if hasattr(assistant, "session") else "re-encode"
     return result

@@ -106,6 +106,7 @@ ROWS = (
     ("first_turn_ttft_s", "chat turn 1 TTFT s", "{:.4f}"),
     ("second_turn_ttft_s", "chat turn 2 TTFT s", "{:.4f}"),
     ("second_turn_ttft_over_first", "turn 2 / turn 1 TTFT", "{:.3f}"),
+    ("second_turn_flops_over_first", "turn 2 / turn 1 model FLOPs", "{:.3f}"),
     ("eval_items_per_s", "eval items/s", "{:.2f}"),
     ("peak_rss_mb", "peak RSS MiB", "{:.0f}"),
 )

@@ -64,6 +64,9 @@ def test_every_model_section_measures_everything(smoke_run):
     ):
         assert model[key] > 0, key
     assert 0 < model["train_mfu"] < 1
+    # A chat session's second turn reads only its new tokens: no image, no first prompt.
+    assert 0 < model["second_turn_gflop"] < model["first_turn_gflop"]
+    assert 0 < model["second_turn_flops_over_first"] < 1
     # The step's FLOPs are counted on the real tokens of the training batch.
     assert model["train_tokens"] > model["train_batch"] * 16  # 16 image tokens per sample
 
