@@ -28,15 +28,19 @@ optim: {lr: 1.0e-3, warmup_steps: 2}
 """
 
 
-def command(config_text: str, folder, *args: str) -> list[str]:
+def command(config_text: str, folder) -> list[str]:
     config = folder / "stage.yaml"
     config.write_text(config_text + f"out_dir: {folder / 'run'}\n")
-    return [sys.executable, "-m", "minigptv2", "train", "--config", str(config), *args]
+    return [sys.executable, "-m", "minigptv2", "train", "--config", str(config)]
+
+
+def one_thread() -> dict[str, str]:
+    """The environment every run gets: the same thread count, so the same arithmetic."""
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def run(argv: list[str]) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    result = subprocess.run(argv, capture_output=True, text=True, env=one_thread(), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -53,8 +57,9 @@ def losses(run_dir) -> dict[int, float]:
 
 def kill_after(argv: list[str], run_dir, steps: int) -> None:
     """Start ``argv`` and SIGKILL it as soon as it has logged ``steps`` steps."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=one_thread()
+    )
     deadline = time.monotonic() + 300
     while logged_steps(run_dir) < steps and process.poll() is None:
         assert time.monotonic() < deadline, "the run to kill never got going"
