@@ -6,6 +6,13 @@ reproduces the reference's segment-wise tokenisation (spec §1.11 step 3, §1.14
 starts every sequence; labels keep only the supervised pieces (answers and their ``</s>``).
 
 Training batches are padded on the right, generation prompts on the left (spec §1.11, §1.14).
+
+A packed row (``encode_packed``, a project addition for training throughput) holds several
+single-turn questions about one image: their shared start (BOS, template opening, image slots) once,
+then each question and answer as a branch with its own ``segments`` number, whose ``positions``
+restart where the shared start ends. With the mask of ``model.minigptv2.packed_attention_mask``
+every branch is computed exactly as the single-turn sequence it came from, while the image is
+encoded once and the shared start is run once for all branches.
 """
 
 from __future__ import annotations
@@ -30,6 +37,14 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]
     num_images: int
+    # A packed row only: each position's place in its own single-turn sequence, and its branch
+    # (0 = the shared start every branch sees, k = the k-th question).
+    positions: list[int] | None = None
+    segments: list[int] | None = None
+
+    @property
+    def last_position(self) -> int:
+        return max(self.positions) if self.positions is not None else len(self) - 1
 
     @property
     def prompt_length(self) -> int:
@@ -73,6 +88,25 @@ class Processor:
         self._check_length(encoded)
         return encoded
 
+    def encode_packed(self, turns: Sequence[Turn], style: PromptStyle = TRAIN_STYLE) -> Encoded:
+        """Single-turn questions (answered ``turns``) about one image as one packed row."""
+        branches = [self.encode(render([turn], image=True, style=style)) for turn in turns]
+        shared = _shared_start(branches)
+        if IMAGE_TOKEN_ID in branches[0].input_ids[shared:]:
+            raise PromptError(
+                "packed questions must share their start up to and including the image; render "
+                "each as a single turn with the image"
+            )
+        first = branches[0]
+        ids, labels = first.input_ids[:shared], first.labels[:shared]
+        positions, segments = list(range(shared)), [0] * shared
+        for number, branch in enumerate(branches, start=1):
+            ids += branch.input_ids[shared:]
+            labels += branch.labels[shared:]
+            positions += range(shared, len(branch))
+            segments += [number] * (len(branch) - shared)
+        return Encoded(ids, labels, 1, positions, segments)
+
     def _check_length(self, encoded: Encoded) -> None:
         prompt = encoded.prompt_length
         if prompt > self.max_context_len:
@@ -111,12 +145,18 @@ class Processor:
         images: Sequence[ImageSource | None],
         *,
         style: PromptStyle = TRAIN_STYLE,
+        packed: Sequence[bool] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Right-padded ids, attention mask, labels and pixels for conversations with answers."""
+        """Right-padded ids, attention mask, labels and pixels for conversations with answers;
+        rows flagged in ``packed`` are packed single-turn questions (``encode_packed``), and then
+        the batch also holds ``position_ids`` and ``segment_ids``."""
         self._check_pairs(conversations, images)
+        packed = packed if packed is not None else [False] * len(conversations)
         encoded = [
-            self.encode(render(turns, image=image is not None, style=style))
-            for turns, image in zip(conversations, images, strict=True)
+            self.encode_packed(turns, style)
+            if pack
+            else self.encode(render(turns, image=image is not None, style=style))
+            for turns, image, pack in zip(conversations, images, packed, strict=True)
         ]
         for sample in encoded:
             if sample.prompt_length == len(sample):
@@ -157,9 +197,10 @@ class Processor:
         self, encoded: Sequence[Encoded], images: Sequence[ImageSource], padding_side: str
     ) -> dict[str, torch.Tensor]:
         longest = max(len(sample) for sample in encoded)
-        if longest > self.max_positions:
+        last = max(sample.last_position for sample in encoded)
+        if last >= self.max_positions:
             raise PromptError(
-                f"a sequence of {longest} tokens exceeds the language model's "
+                f"a sequence of {last + 1} tokens exceeds the language model's "
                 f"{self.max_positions} positions; shorten the conversation"
             )
         pad = self.tokenizer.pad_id
@@ -173,6 +214,35 @@ class Processor:
             labels[row, span] = torch.tensor(sample.labels)
             attention_mask[row, span] = 1
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if any(sample.segments is not None for sample in encoded):
+            batch.update(_packing_tensors(encoded, longest))
         if images:
             batch["pixel_values"] = self.pixels(images)
         return batch
+
+
+def _shared_start(encoded: Sequence[Encoded]) -> int:
+    """Length of the unsupervised start that every sequence of ``encoded`` has in common."""
+    first = encoded[0]
+    length = min(len(sample) for sample in encoded)
+    for index in range(length):
+        token = first.input_ids[index]
+        if first.labels[index] != IGNORE_INDEX or any(
+            sample.input_ids[index] != token for sample in encoded
+        ):
+            return index
+    return length
+
+
+def _packing_tensors(encoded: Sequence[Encoded], longest: int) -> dict[str, torch.Tensor]:
+    """(B, T) ``position_ids`` and ``segment_ids`` of right-padded rows; an ordinary row is one
+    segment 0 at positions 0..n-1, padding is segment -1."""
+    position_ids = torch.arange(longest).repeat(len(encoded), 1)
+    segment_ids = torch.full((len(encoded), longest), -1, dtype=torch.long)
+    for row, sample in enumerate(encoded):
+        if sample.positions is not None:
+            position_ids[row, : len(sample)] = torch.tensor(sample.positions)
+        segment_ids[row, : len(sample)] = (
+            torch.tensor(sample.segments) if sample.segments is not None else 0
+        )
+    return {"position_ids": position_ids, "segment_ids": segment_ids}

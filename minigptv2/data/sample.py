@@ -28,6 +28,10 @@ class Sample:
     ``"refcoco"``, ...). ``targets`` holds evaluation ground truth that is not in the text, such as
     boxes in pixels of the original image, the exact answer, or object counts; its keys are
     documented by the reader that fills it, and training ignores it.
+
+    ``packed`` marks turns that are separate single-turn questions about the one image rather than
+    a conversation: training puts them in one row that holds the image once, and each question
+    sees the image and itself only (``Processor.encode_packed``), exactly as if it were alone.
     """
 
     image: Image.Image | None
@@ -35,6 +39,7 @@ class Sample:
     task: str | None
     source: str
     targets: dict[str, Any] = field(default_factory=dict)
+    packed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "turns", tuple(self.turns))
@@ -46,6 +51,11 @@ class Sample:
                     f"turn {number} of a {self.source!r} sample has no answer; training samples "
                     "must answer every turn (leave the answer out only when prompting a model)"
                 )
+        if self.packed and self.image is None:
+            raise PromptError(
+                f"a packed {self.source!r} sample shares one image between its questions; "
+                "it needs an image"
+            )
         if self.task is not None and self.task not in TASKS:
             raise UnknownTaskError(
                 f"unknown task {self.task!r} for a {self.source!r} sample; use one of "

@@ -1058,6 +1058,70 @@ def make_sample(
             scene = make_split_scene(rng, config, split)
 
 
+def make_pack(
+    index: int,
+    split: str,
+    mix: Mapping[str, float],
+    size: int,
+    config: ShapesConfig | None = None,
+) -> Sample:
+    """``size`` single-task questions about one scene, tasks drawn by ``mix``, as one packed
+    sample (``Sample.packed``: each question is trained as if it were alone with the image)."""
+    config = config if config is not None else ShapesConfig()
+    _check_split(split)
+    _check_mix(mix)
+    if CONVERSATION in mix:
+        raise ConfigError("a pack holds single-task questions; leave 'conversation' out of its mix")
+    rng = random.Random(f"{split}:pack:{index}")
+    names = list(mix)
+    weights = [mix[name] for name in names]
+    while True:
+        scene = make_split_scene(rng, config, split)
+        samples = []
+        # A scene that offers nothing for the drawn tasks (rare) is replaced, as in make_sample.
+        for _ in range(4 * size):
+            try:
+                samples.append(TASK_BUILDERS[rng.choices(names, weights)[0]](scene, rng))
+            except _NothingToAsk:
+                continue
+            if len(samples) == size:
+                targets = {
+                    "objects": [obj.to_json() for obj in scene.objects],
+                    "kind": "packed",
+                    "tasks": [sample.task for sample in samples],
+                    "turns": [sample.targets for sample in samples],
+                }
+                turns = tuple(sample.turns[0] for sample in samples)
+                return Sample(samples[0].image, turns, None, SOURCE, targets, packed=True)
+
+
+class ShapesPacks(torch.utils.data.Dataset):
+    """``size`` deterministic packed samples of one split; item ``i`` is ``make_pack(i, ...)``."""
+
+    def __init__(
+        self,
+        split: str,
+        size: int,
+        mix: Mapping[str, float],
+        questions: int,
+        config: ShapesConfig | None = None,
+    ) -> None:
+        _check_split(split)
+        _check_mix(mix)
+        if questions < 1:
+            raise ConfigError(f"a pack needs at least 1 question, got {questions}")
+        self.split, self.size, self.mix, self.questions = split, size, dict(mix), questions
+        self.config = config if config is not None else ShapesConfig()
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < self.size:
+            raise IndexError(f"index {index} out of range for {self.size} Shapes packs")
+        return make_pack(index, self.split, self.mix, self.questions, self.config)
+
+
 class ShapesDataset(torch.utils.data.Dataset):
     """``size`` deterministic Shapes samples of one split; item ``i`` is ``make_sample(i, ...)``."""
 

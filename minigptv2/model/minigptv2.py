@@ -40,6 +40,20 @@ class AnswerLoss(ModelOutput):
     logits: torch.Tensor | None = None
 
 
+def packed_attention_mask(
+    attention_mask: torch.Tensor, segment_ids: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """(B, T) padding mask and segments -> (B, 1, T, T) additive mask: query i sees key j <= i
+    when j is not padding and is in the shared start (segment 0) or in i's own segment."""
+    length = segment_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()
+    keys, queries = segment_ids[:, None, :], segment_ids[:, :, None]  # (B, 1, T), (B, T, 1)
+    allowed = causal & attention_mask.bool()[:, None, :] & ((keys == 0) | (keys == queries))
+    # A padding query sees the shared start, so its softmax row is never empty (no NaN).
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]  # (B, 1, T, T)
+
+
 class MiniGPTv2(nn.Module):
     def __init__(self, config: MiniGPTv2Config) -> None:
         super().__init__()
@@ -152,8 +166,13 @@ class MiniGPTv2(nn.Module):
         labels: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         loss_average: str = "tokens",
+        position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> Any:
         """Right-padded batch -> ``transformers`` output.
+
+        ``position_ids`` and ``segment_ids`` (B, T) come with packed rows (``processor.py``): each
+        branch then attends to the shared start and to itself only (``packed_attention_mask``).
 
         Without ``labels``: ``.logits`` (B, T, vocab). With ``labels``: an ``AnswerLoss``, whose
         ``.loss`` is the cross-entropy over answer tokens averaged per ``loss_average``
@@ -164,11 +183,16 @@ class MiniGPTv2(nn.Module):
         log-softmax were most of a small model's step.
         """
         embeds = self.embed(input_ids, pixel_values)
+        if segment_ids is not None:
+            attention_mask = packed_attention_mask(attention_mask, segment_ids, embeds.dtype)
         if labels is None:
             return self.language_model(
-                inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
             )
-        return self._answer_loss(embeds, attention_mask, labels, loss_average)
+        return self._answer_loss(embeds, attention_mask, labels, loss_average, position_ids)
 
     def _answer_loss(
         self,
@@ -176,10 +200,14 @@ class MiniGPTv2(nn.Module):
         attention_mask: torch.Tensor,
         labels: torch.Tensor,
         average: str,
+        position_ids: torch.Tensor | None = None,
     ) -> AnswerLoss:
         causal_lm = decoder(self.language_model)
         hidden = causal_lm.model(
-            inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
         ).last_hidden_state  # (B, T, hidden)
         # Position t predicts token t + 1; only positions whose next token is a label count.
         targets = labels[:, 1:]  # (B, T - 1)

@@ -35,6 +35,18 @@ class DataConfig:
     mix: dict[str, float] | None = None
     num_workers: int = 0
     path: str | None = None
+    # Shapes only: questions about one scene packed into one row (processor.encode_packed); the
+    # image and the template's start are then computed once for all of them.
+    pack: int = 1
+
+    def __post_init__(self) -> None:
+        if self.pack < 1:
+            raise ConfigError(f"data.pack must be at least 1, got {self.pack}")
+        if self.pack > 1 and self.source != "shapes":
+            raise ConfigError(
+                f"data.pack={self.pack} packs Shapes scenes only; the {self.source!r} source "
+                "needs data.pack=1"
+            )
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,23 @@ STREAM_SIZE = 10**12
 
 
 def _shapes(config: DataConfig, split: str, seed: int) -> Mixture:
-    from minigptv2.data.shapes import SHAPES_MIX, ShapesDataset
+    """One dataset per task, drawn by ``mix``; with ``pack`` > 1, rows of that many single-task
+    questions about one scene (tasks drawn by ``mix``) instead, and conversations on their own."""
+    from minigptv2.data.shapes import CONVERSATION, SHAPES_MIX, ShapesDataset, ShapesPacks
 
     ratios = config.mix if config.mix is not None else SHAPES_MIX
-    tasks = {task: ShapesDataset(split, STREAM_SIZE, task=task) for task in ratios}
-    return Mixture(tasks, ratios, seed)
+    if config.pack == 1:
+        tasks = {task: ShapesDataset(split, STREAM_SIZE, task=task) for task in ratios}
+        return Mixture(tasks, ratios, seed)
+    single = {task: weight for task, weight in ratios.items() if task != CONVERSATION}
+    chats = ratios.get(CONVERSATION, 0.0)
+    datasets = {"packed": ShapesPacks(split, STREAM_SIZE, single, config.pack)}
+    shares = {"packed": sum(single.values())}
+    if chats:
+        # Conversations keep their share of rows: a row of either kind is one image.
+        datasets[CONVERSATION] = ShapesDataset(split, STREAM_SIZE, task=CONVERSATION)
+        shares[CONVERSATION] = chats
+    return Mixture(datasets, shares, seed)
 
 
 def _custom(config: DataConfig, split: str, seed: int) -> Mixture:
@@ -156,6 +168,7 @@ class Collator:
             [sample.turns for sample in samples],
             [sample.image for sample in samples],
             style=self.style,
+            packed=[sample.packed for sample in samples],
         )
         batch["tasks"] = [task_name(sample) for sample in samples]
         return batch
@@ -163,11 +176,15 @@ class Collator:
     def _length(self, sample: Sample) -> int:
         """The sample's length in tokens, or 0 when it is refused (and then counted)."""
         try:
-            pieces = render(sample.turns, image=sample.image is not None, style=self.style)
-            encoded = self.processor.encode(pieces)
-            if len(encoded) > self.processor.max_positions:
+            if sample.packed:
+                encoded = self.processor.encode_packed(sample.turns, self.style)
+            else:
+                pieces = render(sample.turns, image=sample.image is not None, style=self.style)
+                encoded = self.processor.encode(pieces)
+            if encoded.last_position >= self.processor.max_positions:
                 raise PromptError(
-                    f"{len(encoded)} tokens exceed {self.processor.max_positions} positions"
+                    f"{encoded.last_position + 1} tokens exceed {self.processor.max_positions} "
+                    "positions"
                 )
         except PromptError as error:
             self.skipped[sample.source] += 1
@@ -182,8 +199,9 @@ class Collator:
 
 
 def task_name(sample: Sample) -> str:
-    """A sample's task for logging; mixed-task and free-form conversations are "chat"."""
-    return sample.task or "chat"
+    """A sample's task for logging; mixed-task and free-form conversations are "chat", packed
+    questions "packed"."""
+    return sample.task or ("packed" if sample.packed else "chat")
 
 
 def split_by_length(lengths: Sequence[int], pieces: int) -> list[tuple[int, int]]:
