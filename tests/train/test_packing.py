@@ -48,9 +48,7 @@ def test_the_packed_row_holds_the_image_once_and_every_answer(tokenizer, tiny_co
 
 
 @pytest.mark.parametrize("average", ["tokens", "samples"])
-def test_packed_rows_give_the_losses_of_the_separate_questions(
-    tokenizer, tiny_model, average
-):
+def test_packed_rows_give_the_losses_of_the_separate_questions(tokenizer, tiny_model, average):
     collate = Collator(Processor(tokenizer, tiny_model.config))
     packs = [_pack(0), _pack(1, size=3)]
     (packed,) = collate(packs)
