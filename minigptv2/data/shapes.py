@@ -102,6 +102,9 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
 # look-alike's centre (10 px at 112 px), so that no position word is a judgement call.
 RELATION_GAP = 0.09
 CONVERSATION = "conversation"  # key of the multi-turn builder; not a task token
+LANGUAGE = "language"  # key of the text-only builder; not a task token
+# Samples that are whole rows of their own: packs hold single-task questions about an image only.
+OWN_ROWS: tuple[str, ...] = (CONVERSATION, LANGUAGE)
 # (colour, shape) pairs no training scene contains and every val/test scene does: a model must
 # compose "blue" and "triangle", each learnt with other partners, to name a blue triangle.
 HELD_OUT: tuple[tuple[str, str], ...] = (("blue", "triangle"), ("green", "circle"))
@@ -978,6 +981,43 @@ def build_conversation(scene: Scene, rng: random.Random) -> Sample:
     )
 
 
+# Text-only requests about the world's words: MiniGPT-v2's language model read every colour-noun
+# phrase in pre-training and its stage 3 keeps text-only data; a from-scratch one has only the
+# training scenes' captions, where "blue triangle" never occurs, and learns that "triangle" never
+# follows "blue". These rows name every (colour, shape) pair, with no image, so that naming a
+# held-out pair depends on seeing it, not on a phrase the language model was taught is impossible.
+_LANGUAGE_LISTS = (
+    "List some coloured shapes.",
+    "Name a few shapes and their colours.",
+    "Write a phrase about coloured shapes.",
+)
+_LANGUAGE_QUESTIONS = (
+    ("what colour is a {}?", "color"),
+    ("what shape is a {}?", "shape"),
+    ("name the {} again.", "name"),
+)
+
+
+def build_language(scene: Scene, rng: random.Random) -> Sample:
+    """A text-only request (no image; ``scene`` is unused) over all colour-shape pairs: a list
+    like ``a blue triangle and two red squares``, or a question that parses one phrase."""
+    pairs = [(color, shape) for color in PALETTE for shape in SHAPES]
+    if rng.random() < 0.5:
+        chosen = rng.sample(pairs, rng.randint(1, 4))
+        counts = [rng.choice((1, 1, 2, 3)) for _ in chosen]
+        phrases = [
+            f"a {c} {s}" if n == 1 else f"{NUMBER_WORDS[n]} {c} {s}s"
+            for (c, s), n in zip(chosen, counts, strict=True)
+        ]
+        turn = Turn(rng.choice(_LANGUAGE_LISTS), join_phrases(phrases))
+    else:
+        color, shape = rng.choice(pairs)
+        question, asked = rng.choice(_LANGUAGE_QUESTIONS)
+        answer = {"color": color, "shape": shape, "name": f"{color} {shape}"}[asked]
+        turn = Turn(question.format(f"{color} {shape}"), answer)
+    return Sample(None, (turn,), None, SOURCE, {"kind": LANGUAGE, "answer": turn.assistant})
+
+
 TASK_BUILDERS: dict[str, Callable[[Scene, random.Random], Sample]] = {
     "vqa": build_vqa,
     "caption": build_caption,
@@ -986,6 +1026,7 @@ TASK_BUILDERS: dict[str, Callable[[Scene, random.Random], Sample]] = {
     "detection": build_detection,
     "identify": build_identify,
     CONVERSATION: build_conversation,
+    LANGUAGE: build_language,
 }
 
 # Sampling weights of the default training mixture (see the calibration note). Localisation was
@@ -1070,8 +1111,11 @@ def make_pack(
     config = config if config is not None else ShapesConfig()
     _check_split(split)
     _check_mix(mix)
-    if CONVERSATION in mix:
-        raise ConfigError("a pack holds single-task questions; leave 'conversation' out of its mix")
+    if set(mix) & set(OWN_ROWS):
+        raise ConfigError(
+            f"a pack holds single-task questions about its image; leave {' and '.join(OWN_ROWS)} "
+            "out of its mix"
+        )
     rng = random.Random(f"{split}:pack:{index}")
     names = list(mix)
     weights = [mix[name] for name in names]
