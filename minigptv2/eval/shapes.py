@@ -1,5 +1,9 @@
 """The Shapes benchmark: fixed held-out scenes per task, scored with exact ground truth.
 
+Splits: ``test`` and ``val`` (112 px squares, the shipped model's world), ``test-wide`` and
+``val-wide`` (the same held-out rule, scenes 160-800 px a side at aspect 1:2 to 2:1); every scene
+holds a (colour, shape) pair no training scene has (``minigptv2.data.shapes``).
+
 Tasks and metrics (all fractions in [0, 1]):
 
 * ``refer``     — Acc@0.5: the first box of the answer has IoU >= 0.5 with the target.
@@ -126,7 +130,9 @@ def generation(task: str):
 
 BENCHMARK = Benchmark(
     name="shapes",
-    splits=("test", "val"),
+    # val-wide / test-wide: held-out scenes of 160-800 px a side at aspect 1:2 to 2:1, which the
+    # model squashes to its square input (minigptv2.data.shapes.WORLDS["wide"]).
+    splits=("test", "val", "test-wide", "val-wide"),
     load=load,
     score=score,
     summarise=summarise,

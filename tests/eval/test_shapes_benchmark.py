@@ -73,3 +73,17 @@ def test_cli_contract_prints_fractions(tiny_model, tokenizer, tmp_path, capsys):
     for key in ("refer_acc50", "vqa_acc", "detection_f1", "grounding_recall50"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["n"]["refer"] == 2
+
+
+def test_wide_split_prints_the_same_keys_as_test(tiny_model, tokenizer, tmp_path, capsys):
+    folder = save_pretrained(tiny_model, tokenizer, tmp_path / "model", full=True)
+    keys = {}
+    for split in ("test", "test-wide"):
+        args = ["eval", "--benchmark", "shapes", "--split", split, "--json", "--limit", "1"]
+        assert main([*args, "--model", str(folder)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["split"] == split
+        keys[split] = set(summary)
+    assert keys["test-wide"] == keys["test"]
+    wide = shapes.items("test-wide", 2)
+    assert all(item.image.size != (112, 112) for item in wide)
