@@ -6,7 +6,10 @@ paper's behaviour end to end (image in, answer with a box out), and so that test
 answers are known exactly.
 
 A scene is a 112 px square (8x8 patches of 14 px for the small model) holding 1-4 circles, squares
-and triangles in red, green, blue or yellow on a lightly tinted, noisy background. Most scenes keep
+and triangles in red, green, blue or yellow on a lightly tinted, noisy background. A config may
+also draw scenes of other sizes and aspect ratios (``ShapesConfig.varied``; the presets in
+``WORLDS``): the model squashes every image to a square, as the reference does, and these teach and
+test that; sizes, gaps and thresholds scale with the scene (see ``_frame``). Most scenes keep
 the objects apart; a fraction (``ShapesConfig.overlap``) lets objects of different colours overlap,
 later ones drawn on top, with every object still clearly visible (see ``MIN_VISIBLE_FRACTION``).
 From the scene graph, one builder per task writes a sample with the reference instruction pools
@@ -29,7 +32,8 @@ Conventions:
 * VQA counts are digits ("2", VQAv2's normalisation); captions use words ("two blue squares").
 * Relation questions ("is the red circle to the left of the blue square?", yes/no half each) name
   both objects by a (colour, shape) unique in the scene and compare visible-box centres; they are
-  only asked along an axis where the centres are at least ``RELATION_GAP`` of the side apart.
+  only asked along an axis where the centres are at least ``RELATION_GAP`` of the image's width
+  (for left/right) or height (for above/below) apart.
 * Referring expressions are the shortest unique one of "the circle", "the red circle" and "the red
   circle on the left | on the right | at the top | at the bottom" or a relation to a
   landmark named by a unique (colour, shape), "the red circle to the left of | to the right of |
@@ -39,14 +43,18 @@ Conventions:
   shape is still seen in training with other partners. Val and test are split by a content hash,
   so no scene is shared between any two splits. The random stream of sample ``index`` of ``split``
   is seeded with the string ``f"{split}:{index}"`` (stable across processes, unlike ``hash()``).
+* ``val-wide`` and ``test-wide`` are val and test scenes (same held-out rule, same hash buckets)
+  drawn in the ``wide`` world, every scene 160-800 px a side with aspect 1:2 to 2:1, from their own
+  streams (``"test-wide:{index}"``); ``SPLIT_WORLDS`` maps them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -68,7 +76,7 @@ from minigptv2.tasks import (
 )
 
 SOURCE = "shapes"
-SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLITS: tuple[str, ...] = ("train", "val", "test", "val-wide", "test-wide")
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 # Saturated and far apart, and far from the greyish background: colour must be easy to see so that
 # the only difficulty left is binding it to the right object.
@@ -98,8 +106,10 @@ DIRECTIONS: dict[str, tuple[int, int]] = {
     "at the top": (1, -1),
     "at the bottom": (1, 1),
 }
-# "On the left" needs the object's centre to be this fraction of the image side left of every
-# look-alike's centre (10 px at 112 px), so that no position word is a judgement call.
+# "On the left" needs the object's centre to be this fraction of the image's width left of every
+# look-alike's centre (10 px at 112 px), "at the top" this fraction of its height, so that no
+# position word is a judgement call. Per axis, so that after squashing to a square it is always
+# the same 10 px (and 9 cells of the per-axis box grid), whatever the aspect ratio.
 RELATION_GAP = 0.09
 CONVERSATION = "conversation"  # key of the multi-turn builder; not a task token
 LANGUAGE = "language"  # key of the text-only builder; not a task token
@@ -110,7 +120,8 @@ OWN_ROWS: tuple[str, ...] = (CONVERSATION, LANGUAGE)
 HELD_OUT: tuple[tuple[str, str], ...] = (("blue", "triangle"), ("green", "circle"))
 # A partly hidden object keeps at least this fraction of its own pixels, and its visible part spans
 # at least MIN_VISIBLE_SIDE px each way (more than a 14 px patch) with as many pixels as a square of
-# that side: it stays identifiable, and its visible box is a fair box to ask for.
+# that side: it stays identifiable, and its visible box is a fair box to ask for. The side is for
+# a scene of ``image_size``; other scenes scale it like the objects (``_frame``).
 MIN_VISIBLE_FRACTION = 0.6
 MIN_VISIBLE_SIDE = 16
 _PLACEMENT_TRIES = 30  # random positions tried per object before a scene attempt is abandoned
@@ -143,6 +154,13 @@ class ShapesConfig:
     background_noise: int = 6  # amplitude of the uniform per-pixel noise on the background
     overlap: float = 0.25  # probability that a scene lets objects of different colours overlap
     held_out: tuple[tuple[str, str], ...] = HELD_OUT  # (colour, shape) pairs only val/test show
+    # Scenes of other sizes: with probability ``varied`` a scene draws its aspect ratio (width /
+    # height) log-uniformly from ``aspect``, then its longer side log-uniformly among those that
+    # keep both sides within ``sides`` px; else it is the ``image_size`` square. At 0 nothing extra
+    # is drawn, so the default scenes are exactly those of before this option.
+    varied: float = 0.0
+    sides: tuple[int, int] = (112, 448)
+    aspect: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self) -> None:
         for name in ("image_size", "min_objects", "max_objects", "min_object_size"):
@@ -185,6 +203,47 @@ class ShapesConfig:
         _check_names("colors", self.colors, tuple(PALETTE))
         self._check_held_out()  # first: an impossible split is the more basic mistake
         self._check_overlap()
+        self._check_varied()
+
+    def _check_varied(self) -> None:
+        if not isinstance(self.varied, int | float) or not 0 <= self.varied <= 1:
+            raise ConfigError(
+                f"ShapesConfig.varied is a probability in [0, 1], got {self.varied!r}"
+            )
+        sides, aspect = self.sides, self.aspect
+        if not (
+            isinstance(sides, tuple)
+            and len(sides) == 2
+            and all(isinstance(side, int) for side in sides)
+            and 1 <= sides[0] <= sides[1]
+        ):
+            raise ConfigError(
+                f"ShapesConfig.sides must be (smallest, largest) side in px, integers with "
+                f"1 <= smallest <= largest, got {sides!r}"
+            )
+        if not (
+            isinstance(aspect, tuple)
+            and len(aspect) == 2
+            and all(isinstance(value, int | float) for value in aspect)
+            and 0 < aspect[0] <= aspect[1]
+        ):
+            raise ConfigError(
+                f"ShapesConfig.aspect must be (lowest, highest) width / height with "
+                f"0 < lowest <= highest, got {aspect!r}"
+            )
+        stretch = max(aspect[1], 1 / aspect[0])  # the longest side over the shortest
+        if math.ceil(sides[0] * stretch - 1e-9) > sides[1]:
+            raise ConfigError(
+                f"ShapesConfig.sides={sides!r} cannot hold aspect={aspect!r}: a scene "
+                f"{stretch:g} times as long as wide needs a largest side of at least "
+                f"{math.ceil(sides[0] * stretch - 1e-9)} px; raise sides[1] or narrow aspect"
+            )
+        if sides[0] * self.min_object_size < 4 * self.image_size:
+            raise ConfigError(
+                f"ShapesConfig.sides[0]={sides[0]} px shrinks the smallest objects "
+                f"({self.min_object_size} px at image_size={self.image_size}) below 4 px; raise "
+                f"sides[0] to at least {math.ceil(4 * self.image_size / self.min_object_size)}"
+            )
 
     def _check_overlap(self) -> None:
         if not isinstance(self.overlap, int | float) or not 0 <= self.overlap <= 1:
@@ -247,6 +306,28 @@ def _check_names(field: str, names: tuple[str, ...], known: tuple[str, ...]) -> 
         )
 
 
+# Named worlds. Cost of one sample (make_sample of the default mix, mean over 300 train samples,
+# OMP_NUM_THREADS=1 on this project's 2-core machine while a training run shared it): square
+# 1.6 ms, varied 3.1 ms, wide 9.0 ms (11.6 ms for test-wide, which redraws scenes until one is a
+# test scene). The background noise of a scene's W x H x 3 pixels is most of it; the scene graph
+# and the shapes cost about the same at any size.
+WORLDS: dict[str, ShapesConfig] = {
+    # The shipped model's world: every scene the 112 px square.
+    "square": ShapesConfig(),
+    # Training: half the scenes square, half 112-448 px a side at aspect 1:2 to 2:1 (a user's
+    # photo is rarely square); the sides stay small so that rendering stays cheap.
+    "varied": ShapesConfig(varied=0.5, sides=(112, 448), aspect=(0.5, 2.0)),
+    # The benchmark's val-wide and test-wide splits: every scene of a random size and aspect,
+    # 160-800 px a side (beyond training's sides: it tests reading squashed scenes, not sizes).
+    "wide": ShapesConfig(varied=1.0, sides=(160, 800), aspect=(0.5, 2.0)),
+}
+# Splits drawn in another world: split -> (the held-out split whose scenes it keeps, world).
+SPLIT_WORLDS: dict[str, tuple[str, str]] = {
+    "val-wide": ("val", "wide"),
+    "test-wide": ("test", "wide"),
+}
+
+
 # --------------------------------------------------------------------------------------------------
 # Scenes and rendering
 # --------------------------------------------------------------------------------------------------
@@ -307,17 +388,68 @@ def _apart(a: PixelBox, b: PixelBox, gap: int) -> bool:
     return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
 
 
-def _place(rng: random.Random, config: ShapesConfig, count: int) -> list[PixelBox] | None:
+@dataclass(frozen=True)
+class _Frame:
+    """The pixel sizes one scene is drawn with: the config's, scaled to the scene (``_frame``)."""
+
+    width: int
+    height: int
+    min_size: int
+    max_size: int
+    gap: int
+    border: int
+    min_visible_side: int
+
+
+def _frame(config: ShapesConfig, width: int, height: int) -> _Frame:
+    """Object sizes, gap, border and MIN_VISIBLE_SIDE scaled by the scene's shorter side over
+    ``config.image_size`` (the ``image_size`` square keeps the config's numbers exactly).
+
+    Why the shorter side: a W x H scene with W >= H holds an H x H square, and in that square the
+    scaled world is today's 112 px world enlarged, so every layout that fits today fits here too
+    (a 2:1 scene has room for twice as many objects) and the visible-pixel rules keep their
+    meaning. Squashed to 112 x 112 for the model, an object keeps today's size along the scene's
+    shorter axis and is ``H / W`` as long along the other (at 2:1 the smallest object is 18 x 9
+    px): that squash is what varied scenes teach. Scaling by the longer side would put objects of
+    up to 88 px in a 224 x 112 scene; by the geometric mean, 62 px, of which four fit neither in
+    one row nor in two.
+    """
+    scale = min(width, height) / config.image_size
+    border = round(config.border * scale)
+    max_size = min(round(config.max_object_size * scale), min(width, height) - 2 * border)
+    return _Frame(
+        width=width,
+        height=height,
+        min_size=min(max(1, round(config.min_object_size * scale)), max_size),
+        max_size=max_size,
+        gap=round(config.gap * scale),
+        border=border,
+        min_visible_side=max(1, round(MIN_VISIBLE_SIDE * scale)),
+    )
+
+
+def _scene_size(rng: random.Random, config: ShapesConfig) -> tuple[int, int]:
+    """(width, height) of a varied scene: aspect log-uniform in ``config.aspect``, then the longer
+    side log-uniform over those that keep the shorter one within ``config.sides``."""
+    low, high = (math.log(value) for value in config.aspect)
+    aspect = math.exp(rng.uniform(low, high))
+    stretch = max(aspect, 1 / aspect)
+    shortest = min(math.ceil(config.sides[0] * stretch - 1e-9), config.sides[1])
+    longer = round(math.exp(rng.uniform(math.log(shortest), math.log(config.sides[1]))))
+    # Rounded up, so that longer / shorter never exceeds the drawn aspect (nor its range).
+    shorter = max(config.sides[0], math.ceil(longer / stretch - 1e-9))
+    return (longer, shorter) if aspect >= 1 else (shorter, longer)
+
+
+def _place(rng: random.Random, frame: _Frame, count: int) -> list[PixelBox] | None:
     boxes: list[PixelBox] = []
-    side = config.image_size
     for _ in range(count):
-        size = rng.randint(config.min_object_size, config.max_object_size)
-        high = side - config.border - size
+        size = rng.randint(frame.min_size, frame.max_size)
         for _ in range(_PLACEMENT_TRIES):
-            x1 = rng.randint(config.border, high)
-            y1 = rng.randint(config.border, high)
+            x1 = rng.randint(frame.border, frame.width - frame.border - size)
+            y1 = rng.randint(frame.border, frame.height - frame.border - size)
             box = (x1, y1, x1 + size, y1 + size)
-            if all(_apart(box, other, config.gap) for other in boxes):
+            if all(_apart(box, other, frame.gap) for other in boxes):
                 boxes.append(box)
                 break
         else:
@@ -338,9 +470,10 @@ def _draw(draw: ImageDraw.ImageDraw, shape: str, box: PixelBox, fill: Any) -> No
         draw.polygon([((x1 + x2 - 1) / 2, y1), (x1, y2 - 1), (x2 - 1, y2 - 1)], fill=fill)
 
 
-def shape_mask(shape: str, box: PixelBox, side: int) -> np.ndarray:
-    """The pixels a shape drawn alone in ``box`` covers, as a ``side`` x ``side`` boolean array."""
-    image = Image.new("L", (side, side), 0)
+def shape_mask(shape: str, box: PixelBox, width: int, height: int | None = None) -> np.ndarray:
+    """The pixels a shape drawn alone in ``box`` covers, as a ``height`` x ``width`` boolean array
+    (``height`` defaults to ``width``)."""
+    image = Image.new("L", (width, width if height is None else height), 0)
     _draw(ImageDraw.Draw(image), shape, box, 255)
     return np.asarray(image) > 0
 
@@ -350,16 +483,17 @@ def _mask_bounds(mask: np.ndarray) -> PixelBox:
     return (int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
 
 
-def _visible_enough(visible: np.ndarray, whole: int) -> bool:
+def _visible_enough(visible: np.ndarray, whole: int, side: int) -> bool:
     """A partly hidden object keeps MIN_VISIBLE_FRACTION of its ``whole`` pixels, and its visible
-    part spans MIN_VISIBLE_SIDE px each way with at least MIN_VISIBLE_SIDE ** 2 pixels."""
+    part spans ``side`` px each way (MIN_VISIBLE_SIDE, scaled) with at least ``side ** 2``
+    pixels."""
     count = int(np.count_nonzero(visible))
     if count == whole:
         return True
-    if count < max(MIN_VISIBLE_FRACTION * whole, MIN_VISIBLE_SIDE**2):
+    if count < max(MIN_VISIBLE_FRACTION * whole, side**2):
         return False
     x1, y1, x2, y2 = _mask_bounds(visible)
-    return min(x2 - x1, y2 - y1) >= MIN_VISIBLE_SIDE
+    return min(x2 - x1, y2 - y1) >= side
 
 
 def _iou(a: PixelBox, b: PixelBox) -> float:
@@ -391,47 +525,50 @@ class _Layer:
 
 
 def _candidate_box(
-    rng: random.Random, config: ShapesConfig, size: int, layers: Sequence[_Layer], color: str
+    rng: random.Random, frame: _Frame, size: int, layers: Sequence[_Layer], color: str
 ) -> PixelBox:
     """A random box; often one across an earlier object of another colour, so overlaps happen."""
-    low, high = config.border, config.image_size - config.border - size
+    low = frame.border
+    high_x, high_y = frame.width - frame.border - size, frame.height - frame.border - size
     anchors = [layer for layer in layers if layer.color != color]
     if anchors and rng.random() < _ANCHOR_CHANCE:
         ax1, ay1, ax2, ay2 = rng.choice(anchors).box
-        x1 = rng.randint(max(low, ax1 - size + 1), min(high, ax2 - 1))
-        y1 = rng.randint(max(low, ay1 - size + 1), min(high, ay2 - 1))
+        x1 = rng.randint(max(low, ax1 - size + 1), min(high_x, ax2 - 1))
+        y1 = rng.randint(max(low, ay1 - size + 1), min(high_y, ay2 - 1))
     else:
-        x1, y1 = rng.randint(low, high), rng.randint(low, high)
+        x1, y1 = rng.randint(low, high_x), rng.randint(low, high_y)
     return (x1, y1, x1 + size, y1 + size)
 
 
-def _cover(layers: Sequence[_Layer], mask: np.ndarray, box: PixelBox) -> list[np.ndarray] | None:
+def _cover(
+    layers: Sequence[_Layer], mask: np.ndarray, box: PixelBox, side: int
+) -> list[np.ndarray] | None:
     """What stays visible of each earlier layer under a new shape on top, or None if any of them
-    would no longer be clearly visible."""
+    would no longer be clearly visible (``side``: the scene's minimum visible side)."""
     visible = []
     for layer in layers:
         if not _intersect(layer.box, box):
             visible.append(layer.visible)
             continue
         left = layer.visible & ~mask
-        if not _visible_enough(left, layer.whole):
+        if not _visible_enough(left, layer.whole, side):
             return None
         visible.append(left)
     return visible
 
 
 def _place_layer(
-    rng: random.Random, config: ShapesConfig, layers: list[_Layer], shape: str, color: str
+    rng: random.Random, frame: _Frame, layers: list[_Layer], shape: str, color: str
 ) -> bool:
     """Put one more object on top of ``layers``; False when no tried position keeps all visible."""
-    size = rng.randint(config.min_object_size, config.max_object_size)
+    size = rng.randint(frame.min_size, frame.max_size)
     for _ in range(_PLACEMENT_TRIES):
-        box = _candidate_box(rng, config, size, layers, color)
+        box = _candidate_box(rng, frame, size, layers, color)
         # Same colours never touch: overlapping, they would merge into one blob.
-        if not all(_apart(box, o.box, config.gap) for o in layers if o.color == color):
+        if not all(_apart(box, o.box, frame.gap) for o in layers if o.color == color):
             continue
-        mask = shape_mask(shape, box, config.image_size)
-        visible = _cover(layers, mask, box)
+        mask = shape_mask(shape, box, frame.width, frame.height)
+        visible = _cover(layers, mask, box, frame.min_visible_side)
         if visible is None:
             continue
         for layer, left in zip(layers, visible, strict=True):
@@ -442,13 +579,15 @@ def _place_layer(
     return False
 
 
-def _overlapping_objects(rng: random.Random, config: ShapesConfig) -> list[ShapeObject] | None:
+def _overlapping_objects(
+    rng: random.Random, config: ShapesConfig, frame: _Frame
+) -> list[ShapeObject] | None:
     """One attempt at an overlap scene: 2+ objects, at least one partly hidden, or None."""
     count = rng.randint(max(2, config.min_objects), config.max_objects)
     kinds = [(rng.choice(config.shapes), rng.choice(config.colors)) for _ in range(count)]
     layers: list[_Layer] = []
     for shape, color in kinds:
-        if not _place_layer(rng, config, layers, shape, color):
+        if not _place_layer(rng, frame, layers, shape, color):
             return None
     if all(int(np.count_nonzero(layer.visible)) == layer.whole for layer in layers):
         return None  # nothing ended up hidden: not an overlap scene
@@ -463,11 +602,13 @@ def _overlapping_objects(rng: random.Random, config: ShapesConfig) -> list[Shape
     return objects
 
 
-def _apart_objects(rng: random.Random, config: ShapesConfig) -> list[ShapeObject] | None:
+def _apart_objects(
+    rng: random.Random, config: ShapesConfig, frame: _Frame
+) -> list[ShapeObject] | None:
     """One attempt at a scene whose objects' boxes keep ``gap`` px apart, or None."""
     count = rng.randint(config.min_objects, config.max_objects)
     for _ in range(_SCENE_ATTEMPTS):
-        boxes = _place(rng, config, count)
+        boxes = _place(rng, frame, count)
         if boxes is not None:
             return [
                 ShapeObject(rng.choice(config.shapes), rng.choice(config.colors), b) for b in boxes
@@ -476,28 +617,34 @@ def _apart_objects(rng: random.Random, config: ShapesConfig) -> list[ShapeObject
 
 
 def make_scene(rng: random.Random, config: ShapesConfig) -> Scene:
-    """Draw a scene: with probability ``config.overlap`` one whose objects partly overlap, else
-    one whose objects keep apart; sizes and positions by rejection sampling."""
-    # No draw at all when overlap is 0, so that setting reproduces the scenes of before overlaps.
+    """Draw a scene: with probability ``config.varied`` of a random size and aspect ratio, else
+    the ``image_size`` square; with probability ``config.overlap`` one whose objects partly
+    overlap, else one whose objects keep apart; sizes and positions by rejection sampling."""
+    # No draw at all when varied (overlap) is 0, so that setting reproduces the scenes of before.
+    if config.varied > 0 and rng.random() < config.varied:
+        width, height = _scene_size(rng, config)
+    else:
+        width = height = config.image_size
+    frame = _frame(config, width, height)
     if config.overlap > 0 and rng.random() < config.overlap:
         for _ in range(_SCENE_ATTEMPTS):
-            objects = _overlapping_objects(rng, config)
+            objects = _overlapping_objects(rng, config, frame)
             if objects is not None:
                 break
     else:
-        objects = _apart_objects(rng, config)
+        objects = _apart_objects(rng, config, frame)
     if objects is None:
         raise ConfigError(
             f"could not place {config.min_objects}-{config.max_objects} objects of "
-            f"{config.min_object_size}-{config.max_object_size} px in a {config.image_size} px "
+            f"{frame.min_size}-{frame.max_size} px in a {width} x {height} px "
             f"image after {_SCENE_ATTEMPTS} attempts; lower max_objects or max_object_size"
         )
     # A light, desaturated tint: never close to a palette colour.
     grey = rng.randint(180, 235)
     red, green, blue = (min(255, grey + rng.randint(-12, 12)) for _ in range(3))
     return Scene(
-        width=config.image_size,
-        height=config.image_size,
+        width=width,
+        height=height,
         objects=tuple(sorted(objects, key=_left_to_right)),
         background=(red, green, blue),
         noise=config.background_noise,
@@ -516,15 +663,28 @@ def scene_split(scene: Scene, config: ShapesConfig | None = None) -> str:
     return "val" if bucket % 2 == 0 else "test"
 
 
+def split_config(split: str, config: ShapesConfig) -> ShapesConfig:
+    """The config scenes of ``split`` are drawn with: ``config`` itself, or for a split of
+    ``SPLIT_WORLDS`` its world's scene sizes (``varied``, ``sides``, ``aspect``) and the rest of
+    ``config`` (objects, colours, held-out pairs)."""
+    if split not in SPLIT_WORLDS:
+        return config
+    world = WORLDS[SPLIT_WORLDS[split][1]]
+    return replace(config, varied=world.varied, sides=world.sides, aspect=world.aspect)
+
+
 def make_split_scene(rng: random.Random, config: ShapesConfig, split: str) -> Scene:
     """Draw scenes until one belongs to ``split``; no image is ever shared between splits.
 
     ``ShapesConfig`` validation guarantees every split can be drawn; about 65% of default scenes
-    are train scenes and 17% each val and test ones, so this takes a few cheap draws at most.
+    are train scenes and 17% each val and test ones, so this takes a few cheap draws at most. A
+    ``SPLIT_WORLDS`` split draws its world's scenes and keeps those of its held-out split.
     """
+    held_out_split = SPLIT_WORLDS[split][0] if split in SPLIT_WORLDS else split
+    config = split_config(split, config)
     while True:
         scene = make_scene(rng, config)
-        if scene_split(scene, config) == split:
+        if scene_split(scene, config) == held_out_split:
             return scene
 
 
@@ -548,13 +708,21 @@ def render(scene: Scene) -> Image.Image:
 # --------------------------------------------------------------------------------------------------
 
 
-def _directions_singling_out(target: ShapeObject, group: Sequence[ShapeObject], gap: float):
+def relation_gaps(scene: Scene) -> tuple[float, float]:
+    """The margins (x, y) in px that position and relation words need: ``RELATION_GAP`` of the
+    scene's width along x and of its height along y."""
+    return (RELATION_GAP * scene.width, RELATION_GAP * scene.height)
+
+
+def _directions_singling_out(
+    target: ShapeObject, group: Sequence[ShapeObject], gap: tuple[float, float]
+):
     """Position words under which ``target`` is clearly the extreme member of ``group``."""
     others = [obj for obj in group if obj is not target]
     return [
         words
         for words, (axis, sign) in DIRECTIONS.items()
-        if all(sign * (target.center[axis] - obj.center[axis]) >= gap for obj in others)
+        if all(sign * (target.center[axis] - obj.center[axis]) >= gap[axis] for obj in others)
     ]
 
 
@@ -568,18 +736,21 @@ RELATIONS: dict[str, tuple[int, int]] = {
 }
 
 
-def clear_relations(subject: ShapeObject, landmark: ShapeObject, gap: float) -> list[str]:
+def clear_relations(
+    subject: ShapeObject, landmark: ShapeObject, gap: tuple[float, float]
+) -> list[str]:
     """The relation words true of ``subject`` against ``landmark``: their visible-box centres must
-    be at least ``gap`` px apart along the word's axis, so that no answer is a judgement call."""
+    be at least ``gap[axis]`` px apart along the word's axis (``relation_gaps``), so that no
+    answer is a judgement call."""
     return [
         words
         for words, (axis, sign) in RELATIONS.items()
-        if sign * (subject.center[axis] - landmark.center[axis]) >= gap
+        if sign * (subject.center[axis] - landmark.center[axis]) >= gap[axis]
     ]
 
 
 def _relations_singling_out(
-    target: ShapeObject, group: Sequence[ShapeObject], scene: Scene, gap: float
+    target: ShapeObject, group: Sequence[ShapeObject], scene: Scene, gap: tuple[float, float]
 ) -> list[str]:
     """ "to the left of the blue square" and the like: relations to a landmark whose (colour, shape)
     is unique in ``scene`` that ``target`` clearly has, while every other member of ``group`` is not
@@ -627,7 +798,7 @@ def referring_expression(
         if len(group) == 1:
             return expression
     expression, group = levels[-1]
-    gap = RELATION_GAP * scene.width
+    gap = relation_gaps(scene)
     directions = _directions_singling_out(target, group, gap)
     if use_color and use_shape:
         # A landmark names other objects' colours and shapes, so only the full form may use one.
@@ -818,7 +989,7 @@ def _relation(scene: Scene, rng: random.Random) -> _Question:
         for index, obj in enumerate(scene.objects)
         if sum(other.name == obj.name for other in scene.objects) == 1
     ]
-    gap = RELATION_GAP * scene.width
+    gap = relation_gaps(scene)
     pairs = [
         (a, b, relations)
         for a in named

@@ -442,10 +442,10 @@ class Matching:
         )
 
 
-def match_boxes(
+def matched_targets(
     predicted: Sequence[Box], targets: Sequence[Box], threshold: float = IOU_THRESHOLD
-) -> Matching:
-    """Pairs in order of decreasing IoU, each box used at most once (duplicates are misses)."""
+) -> set[int]:
+    """Indices of the targets that ``match_boxes`` pairs with a predicted box."""
     pairs = sorted(
         ((iou(p, t), i, j) for i, p in enumerate(predicted) for j, t in enumerate(targets)),
         reverse=True,
@@ -458,7 +458,15 @@ def match_boxes(
         if i not in used_predicted and j not in used_targets:
             used_predicted.add(i)
             used_targets.add(j)
-    return Matching(len(used_targets), len(predicted), len(targets))
+    return used_targets
+
+
+def match_boxes(
+    predicted: Sequence[Box], targets: Sequence[Box], threshold: float = IOU_THRESHOLD
+) -> Matching:
+    """Pairs in order of decreasing IoU, each box used at most once (duplicates are misses)."""
+    matched = matched_targets(predicted, targets, threshold)
+    return Matching(len(matched), len(predicted), len(targets))
 
 
 def detection_scores(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -21,9 +23,11 @@ from minigptv2.data.shapes import (
     RELATION_GAP,
     SHAPES,
     SHAPES_MIX,
+    SPLIT_WORLDS,
     SPLITS,
     TASK_BUILDERS,
     VQA_KINDS,
+    WORLDS,
     Scene,
     ShapeObject,
     ShapesConfig,
@@ -46,8 +50,11 @@ CONFIG = ShapesConfig()
 OVERLAPPING = ShapesConfig(overlap=1.0)  # every scene has partly hidden objects
 # Overlap-heavy: every scene overlaps, with 2-4 objects, so visible boxes are often clipped.
 CROWDED = ShapesConfig(overlap=1.0, min_objects=2, max_objects=4)
+# Scenes of random sizes and aspect ratios, half of them overlapping: the training world's
+# non-square half, with more overlaps so that the visible-pixel rules are exercised in it too.
+VARIED = replace(WORLDS["varied"], varied=1.0, overlap=0.5)
 SIDE = CONFIG.image_size
-CELL = SIDE / 100  # one step of the 0..100 box grid, in pixels
+SQUARE = (SIDE, SIDE)  # (width, height) of a default scene
 PER_TASK = 100
 
 # The position words an expression may end with: axis (0 = x, 1 = y) and which end is meant.
@@ -57,10 +64,14 @@ POSITIONS = {"left": (0, -1), "right": (0, 1), "top": (1, -1), "bottom": (1, 1)}
 @pytest.fixture(scope="module")
 def samples() -> dict[str, list[Sample]]:
     """PER_TASK training samples of every builder (conversations included), plus PER_TASK / 2
-    from scenes that all overlap, so every answer is checked on partly hidden objects too."""
+    from scenes that all overlap, so every answer is checked on partly hidden objects too, and
+    PER_TASK / 2 of varied sizes and PER_TASK / 4 of the test-wide split, so every answer is
+    checked on non-square scenes."""
     return {
         task: [make_sample(index, "train", CONFIG, task=task) for index in range(PER_TASK)]
         + [make_sample(index, "train", OVERLAPPING, task=task) for index in range(PER_TASK // 2)]
+        + [make_sample(index, "train", VARIED, task=task) for index in range(PER_TASK // 2)]
+        + [make_sample(index, "test-wide", task=task) for index in range(PER_TASK // 4)]
         for task in TASK_BUILDERS
     }
 
@@ -90,18 +101,19 @@ RELATION_WORDS = {
 }
 
 
-def resolve(expression: str, objects: list[dict]) -> list[dict]:
+def resolve(expression: str, objects: list[dict], size: tuple[int, int] = SQUARE) -> list[dict]:
     """Every object the expression can mean: filter by its words, then by its position word or its
-    relation to a landmark (which must itself mean exactly one object)."""
+    relation to a landmark (which must itself mean exactly one object). Margins are RELATION_GAP
+    of the image's ``size`` (width, height) along each axis."""
     relational = re.fullmatch(f"(the .+?) ({'|'.join(RELATION_WORDS)}) (the .+)", expression)
     if relational:
         head, words, tail = relational.groups()
-        (landmark,) = resolve(tail, objects)
+        (landmark,) = resolve(tail, objects, size)
         axis, sign = RELATION_WORDS[words]
         return [
             obj
-            for obj in resolve(head, objects)
-            if sign * (center(obj)[axis] - center(landmark)[axis]) >= RELATION_GAP * SIDE
+            for obj in resolve(head, objects, size)
+            if sign * (center(obj)[axis] - center(landmark)[axis]) >= RELATION_GAP * size[axis]
         ]
     words = expression.split()
     assert words[0] == "the", expression
@@ -115,7 +127,7 @@ def resolve(expression: str, objects: list[dict]) -> list[dict]:
     ]
     if words[-1] in POSITIONS:
         axis, sign = POSITIONS[words[-1]]
-        gap = RELATION_GAP * SIDE
+        gap = RELATION_GAP * size[axis]
         matches = [
             obj
             for obj in matches
@@ -124,18 +136,23 @@ def resolve(expression: str, objects: list[dict]) -> list[dict]:
     return matches
 
 
-def within_a_cell(parsed: tuple, truth: tuple) -> bool:
-    """A parsed box equals the true pixel box up to the grid's truncation (< one cell)."""
-    return all(0 <= w - g < CELL + 1e-9 for g, w in zip(parsed, truth, strict=True))
+def within_a_cell(parsed: tuple, truth: tuple, size: tuple[int, int] = SQUARE) -> bool:
+    """A parsed box equals the true pixel box up to the grid's truncation (< one cell: 1/100 of
+    the image's width for x, of its height for y)."""
+    cells = [size[i % 2] / 100 for i in range(4)]
+    return all(0 <= w - g < cell + 1e-9 for g, w, cell in zip(parsed, truth, cells, strict=True))
 
 
-def assert_boxes_match(parsed: tuple, truth: list) -> None:
+def assert_boxes_match(parsed: tuple, truth: list, size: tuple[int, int] = SQUARE) -> None:
     assert len(parsed) == len(truth), (parsed, truth)
-    assert all(within_a_cell(p, t) for p, t in zip(parsed, truth, strict=True)), (parsed, truth)
+    assert all(within_a_cell(p, t, size) for p, t in zip(parsed, truth, strict=True)), (
+        parsed,
+        truth,
+    )
 
 
-def object_at(box: tuple, objects: list[dict]) -> dict:
-    (found,) = [obj for obj in objects if within_a_cell(box, obj["box"])]
+def object_at(box: tuple, objects: list[dict], size: tuple[int, int] = SQUARE) -> dict:
+    (found,) = [obj for obj in objects if within_a_cell(box, obj["box"], size)]
     return found
 
 
@@ -174,17 +191,93 @@ def test_known_samples_do_not_change():
         assert make_sample(index, "train", task=task).turns == (Turn(instruction, answer),)
 
 
+def held_out_split(split: str) -> str:
+    """The split whose held-out rule and hash bucket ``split``'s scenes follow."""
+    return SPLIT_WORLDS[split][0] if split in SPLIT_WORLDS else split
+
+
+def sample_digest(sample: Sample) -> str:
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(sample.image.tobytes())
+    digest.update(repr(sample.image.size).encode())
+    digest.update(repr(sample.turns).encode())
+    digest.update(json.dumps(sample.targets, sort_keys=True).encode())
+    digest.update(repr(sample.task).encode())
+    return digest.hexdigest()
+
+
+def test_default_samples_are_those_of_before_varied_sizes():
+    # Digests (image bytes, turns, targets, task) of the first samples of every split and of the
+    # benchmark's tasks, taken at commit 672e139, before scenes of other sizes existed: the
+    # default world, and so the shipped model's data and the test/val benchmark, are unchanged.
+    expected = {
+        "train": "493b5642edd9892c",
+        "val": "87960761e13841e2",
+        "test": "472e972b9b0adfce",
+        "test:refer": "3e97b4181cd14645",
+        "test:vqa": "248a9e51c2963a96",
+        "test:identify": "5aef0345ecc0401c",
+        "test:detection": "bfd64fd51d0f07f0",
+        "test:grounding": "eff96842d70a25f1",
+    }
+    found = {}
+    for split in ("train", "val", "test"):
+        digest = hashlib.blake2b(digest_size=8)
+        for index in range(40):
+            digest.update(sample_digest(make_sample(index, split)).encode())
+        found[split] = digest.hexdigest()
+    for task in ("refer", "vqa", "identify", "detection", "grounding"):
+        digest = hashlib.blake2b(digest_size=8)
+        for index in range(20):
+            digest.update(sample_digest(make_sample(index, "test", task=task)).encode())
+        found[f"test:{task}"] = digest.hexdigest()
+    assert found == expected
+    assert WORLDS["square"] == ShapesConfig()
+
+
+def test_wide_splits_hold_held_out_scenes_of_every_size_and_aspect():
+    sizes, scenes = [], {}
+    for split in ("val-wide", "test-wide"):
+        group = [make_sample(index, split, task="caption") for index in range(150)]
+        for sample in group:
+            width, height = sample.image.size
+            assert 160 <= width <= 800 and 160 <= height <= 800, sample.image.size
+            assert 0.5 <= width / height <= 2.0, sample.image.size
+            assert pairs(sample) & set(HELD_OUT)
+            sizes.append((width, height))
+        scenes[split] = {repr(sample.targets["objects"]) for sample in group}
+    assert not scenes["val-wide"] & scenes["test-wide"]
+    # The ranges are covered: both orientations, near the extreme aspects and sides.
+    aspects = [width / height for width, height in sizes]
+    assert min(aspects) < 0.6 and max(aspects) > 1.7
+    assert min(map(min, sizes)) < 200 and max(map(max, sizes)) > 700
+    # Determinism by (split, index), and a stream of its own (not test's scenes, resized).
+    again = make_sample(3, "test-wide", task="refer")
+    assert sample_digest(again) == sample_digest(make_sample(3, "test-wide", task="refer"))
+    assert make_sample(3, "test", task="refer").targets != again.targets
+
+
+def test_varied_worlds_mix_square_and_other_scenes():
+    sizes = Counter()
+    for index in range(200):
+        width, height = make_sample(index, "train", WORLDS["varied"], task="caption").image.size
+        assert min(width, height) >= 112 and max(width, height) <= 448
+        assert 0.5 <= width / height <= 2.0
+        sizes["square" if (width, height) == SQUARE else "other"] += 1
+    assert 70 < sizes["square"] < 130, sizes  # varied=0.5 (binomial sd 7)
+
+
 def test_a_scene_belongs_to_exactly_the_split_it_was_drawn_for():
     for split in SPLITS:
         for index in range(30):
-            objects = make_sample(index, split, task="caption").targets["objects"]
+            sample = make_sample(index, split, task="caption")
+            objects = sample.targets["objects"]
             scene = Scene(
-                SIDE,
-                SIDE,
+                *sample.image.size,
                 tuple(ShapeObject(o["shape"], o["color"], tuple(o["box"])) for o in objects),
                 (0, 0, 0),
             )
-            assert scene_split(scene) == split
+            assert scene_split(scene) == held_out_split(split)
 
 
 def pairs(sample: Sample) -> set[tuple[str, str]]:
@@ -216,7 +309,7 @@ def test_custom_held_out_pairs_decide_the_split():
             scene = make_split_scene(random.Random(f"{split}:{index}"), config, split)
             held = any((o.color, o.shape) == ("red", "square") for o in scene.objects)
             assert held == (split != "train")
-            assert scene_split(scene, config) == split
+            assert scene_split(scene, config) == held_out_split(split)
 
 
 def test_scene_does_not_depend_on_the_task():
@@ -233,31 +326,49 @@ APART = ShapesConfig(overlap=0.0)
 CUSTOM = ShapesConfig(image_size=160, max_objects=6, colors=("red", "blue"), gap=2)
 
 
+def scaled(config: ShapesConfig, scene: Scene) -> dict[str, int]:
+    """The config's pixel sizes for ``scene``: scaled by its shorter side over image_size."""
+    scale = min(scene.width, scene.height) / config.image_size
+    return {
+        "border": round(config.border * scale),
+        "gap": round(config.gap * scale),
+        "min_size": round(config.min_object_size * scale),
+        "max_size": round(config.max_object_size * scale),
+        "min_visible_side": round(MIN_VISIBLE_SIDE * scale),
+    }
+
+
 @pytest.mark.parametrize(
     "config",
-    [APART, ShapesConfig(**{**CUSTOM.__dict__, "overlap": 0.0})],
-    ids=["default", "custom"],
+    [
+        APART,
+        ShapesConfig(**{**CUSTOM.__dict__, "overlap": 0.0}),
+        replace(VARIED, overlap=0.0),
+        replace(WORLDS["wide"], overlap=0.0),
+    ],
+    ids=["default", "custom", "varied", "wide"],
 )
 def test_objects_are_inside_apart_and_drawn_exactly_in_their_boxes(config):
     counts = Counter()
     for seed in range(80):
         scene = make_scene(random.Random(seed), config)
         pixels = np.asarray(render(scene))
-        assert pixels.shape == (config.image_size, config.image_size, 3)
+        assert pixels.shape == (scene.height, scene.width, 3)
+        size = scaled(config, scene)
         counts[len(scene.objects)] += 1
         drawn = np.zeros(pixels.shape[:2], dtype=bool)
         for i, obj in enumerate(scene.objects):
             x1, y1, x2, y2 = obj.box
-            assert config.border <= x1 < x2 <= config.image_size - config.border
-            assert config.border <= y1 < y2 <= config.image_size - config.border
-            assert config.min_object_size <= x2 - x1 <= config.max_object_size
+            assert size["border"] <= x1 < x2 <= scene.width - size["border"]
+            assert size["border"] <= y1 < y2 <= scene.height - size["border"]
+            assert size["min_size"] <= x2 - x1 == y2 - y1 <= size["max_size"]
             for other in scene.objects[i + 1 :]:
-                a, b = obj.box, other.box
+                a, b, gap = obj.box, other.box, size["gap"]
                 assert (
-                    a[2] + config.gap <= b[0]
-                    or b[2] + config.gap <= a[0]
-                    or a[3] + config.gap <= b[1]
-                    or b[3] + config.gap <= a[1]
+                    a[2] + gap <= b[0]
+                    or b[2] + gap <= a[0]
+                    or a[3] + gap <= b[1]
+                    or b[3] + gap <= a[1]
                 ), (obj, other)
 
             mask = (pixels == PALETTE[obj.color]).all(axis=-1)
@@ -299,9 +410,9 @@ def test_no_overlap_reproduces_the_scenes_of_the_generator_before_overlaps():
         assert digest.hexdigest() == value
 
 
-def alone(obj: ShapeObject, side: int) -> np.ndarray:
+def alone(obj: ShapeObject, width: int, height: int) -> np.ndarray:
     """The pixels ``obj`` covers when it is the only thing drawn (black background, no noise)."""
-    pixels = np.asarray(render(Scene(side, side, (obj,), (0, 0, 0))))
+    pixels = np.asarray(render(Scene(width, height, (obj,), (0, 0, 0))))
     return (pixels == PALETTE[obj.color]).all(axis=-1)
 
 
@@ -314,7 +425,7 @@ def visible_pixels(scene: Scene) -> tuple[list[np.ndarray], list[np.ndarray], np
     """Each object's pixels drawn alone, the pixels of the final image that come from it (its own
     pixels showing its colour: same-coloured objects never touch), and the final image."""
     pixels = np.asarray(render(scene))
-    whole = [alone(obj, scene.width) for obj in scene.objects]
+    whole = [alone(obj, scene.width, scene.height) for obj in scene.objects]
     shown = [
         mask & (pixels == PALETTE[obj.color]).all(axis=-1)
         for obj, mask in zip(scene.objects, whole, strict=True)
@@ -322,25 +433,37 @@ def visible_pixels(scene: Scene) -> tuple[list[np.ndarray], list[np.ndarray], np
     return whole, shown, pixels
 
 
-@pytest.mark.parametrize("config", [CONFIG, OVERLAPPING, CUSTOM], ids=["default", "all", "custom"])
-def test_boxes_are_the_tight_bounds_of_the_visible_pixels(config):
+WIDE_OVERLAPPING = replace(WORLDS["wide"], overlap=1.0)
+
+
+@pytest.mark.parametrize(
+    ("config", "scenes"),
+    [(CONFIG, 150), (OVERLAPPING, 150), (CUSTOM, 150), (VARIED, 150), (WIDE_OVERLAPPING, 40)],
+    ids=["default", "all", "custom", "varied", "wide-all"],
+)
+def test_boxes_are_the_tight_bounds_of_the_visible_pixels(config, scenes):
     hidden_scenes = 0
-    for seed in range(150):
+    for seed in range(scenes):
         scene = make_scene(random.Random(seed), config)
         whole, shown, pixels = visible_pixels(scene)
+        size = scaled(config, scene)
         covered = np.zeros(pixels.shape[:2], dtype=bool)
         for obj, mask, visible in zip(scene.objects, whole, shown, strict=True):
             assert bounds(visible) == obj.box, obj
-            assert np.array_equal(mask, shape_mask(obj.shape, obj.outline, config.image_size))
+            assert np.array_equal(
+                mask, shape_mask(obj.shape, obj.outline, scene.width, scene.height)
+            )
             x1, y1, x2, y2 = bounds(mask)  # the whole shape stays inside the image's border
-            assert config.border <= min(x1, y1) and max(x2, y2) <= config.image_size - config.border
-            assert config.min_object_size <= x2 - x1 <= config.max_object_size
+            assert size["border"] <= min(x1, y1)
+            assert x2 <= scene.width - size["border"] and y2 <= scene.height - size["border"]
+            assert size["min_size"] <= x2 - x1 <= size["max_size"]
             fraction = visible.sum() / mask.sum()
             if fraction < 1:  # partly hidden, yet clearly visible
                 vx1, vy1, vx2, vy2 = obj.box
+                side = size["min_visible_side"]
                 assert fraction >= MIN_VISIBLE_FRACTION, (obj, fraction)
-                assert min(vx2 - vx1, vy2 - vy1) >= MIN_VISIBLE_SIDE, obj
-                assert visible.sum() >= MIN_VISIBLE_SIDE**2, obj
+                assert min(vx2 - vx1, vy2 - vy1) >= side, obj
+                assert visible.sum() >= side**2, obj
             covered |= visible
         hidden_scenes += any(v.sum() < m.sum() for m, v in zip(whole, shown, strict=True))
         # Every palette-coloured pixel of the image is a visible pixel of some object.
@@ -356,7 +479,7 @@ def test_boxes_are_the_tight_bounds_of_the_visible_pixels(config):
                 if a.color == b.color:
                     assert not (grown & whole[j]).any(), (a, b)
     if config.overlap == 1.0:
-        assert hidden_scenes == 150
+        assert hidden_scenes == scenes
     elif config.overlap > 0:
         assert hidden_scenes > 0
 
@@ -461,45 +584,46 @@ def test_instructions_come_from_the_task_pools(samples):
 
 def test_refer_answers_are_the_box_of_the_unique_object(samples):
     for sample in samples["refer"]:
-        objects, targets = sample.targets["objects"], sample.targets
-        assert resolve(targets["expression"], objects) == [objects[targets["object"]]]
+        objects, targets, size = sample.targets["objects"], sample.targets, sample.image.size
+        assert resolve(targets["expression"], objects, size) == [objects[targets["object"]]]
         assert targets["expression"].removeprefix("the ") in sample.turns[0].user
-        assert_boxes_match(parse_grounding(targets["answer"], SIDE, SIDE).boxes, targets["boxes"])
+        boxes = parse_grounding(targets["answer"], *size).boxes
+        assert_boxes_match(boxes, targets["boxes"], size)
         assert targets["boxes"] == [objects[targets["object"]]["box"]]
 
 
 def test_identify_answers_name_the_object_in_the_box(samples):
     for sample in samples["identify"]:
         (turn,) = sample.turns
-        (box,) = parse_grounding(turn.user, SIDE, SIDE).boxes
-        obj = object_at(box, sample.targets["objects"])
+        (box,) = parse_grounding(turn.user, *sample.image.size).boxes
+        obj = object_at(box, sample.targets["objects"], sample.image.size)
         assert turn.assistant == f"{obj['color']} {obj['shape']}"
 
 
 def test_grounding_boxes_every_object_left_to_right(samples):
     for sample in samples["grounding"]:
         objects = sample.targets["objects"]
-        grounding = parse_grounding(sample.turns[0].assistant, SIDE, SIDE)
+        grounding = parse_grounding(sample.turns[0].assistant, *sample.image.size)
         names = [f"a {o['color']} {o['shape']}" for o in objects]
         assert [p.phrase for p in grounding.phrases] == names
         assert all(len(p.boxes) == 1 for p in grounding.phrases)
-        assert_boxes_match(grounding.boxes, [o["box"] for o in objects])
+        assert_boxes_match(grounding.boxes, [o["box"] for o in objects], sample.image.size)
         assert [center(o)[0] for o in objects] == sorted(center(o)[0] for o in objects)
 
 
 def test_detection_finds_every_matching_object(samples):
     kinds = Counter()
     for sample in samples["detection"]:
-        targets, objects = sample.targets, sample.targets["objects"]
+        targets, objects, size = sample.targets, sample.targets["objects"], sample.image.size
         kinds[targets["kind"]] += 1
         query = sample.turns[0].user.removeprefix("[detection] ")
-        grounding = parse_grounding(sample.turns[0].assistant, SIDE, SIDE)
+        grounding = parse_grounding(sample.turns[0].assistant, *size)
         assert [p.phrase for p in grounding.phrases] == [p for p, _ in targets["phrases"]]
         for parsed, (phrase, boxes) in zip(grounding.phrases, targets["phrases"], strict=True):
-            assert_boxes_match(parsed.boxes, boxes)
+            assert_boxes_match(parsed.boxes, boxes, size)
             words = phrase.split()
             if words[0] == "the":
-                expected = resolve(phrase, objects)
+                expected = resolve(phrase, objects, size)
                 assert len(expected) == 1
             else:
                 # "circles", "red shapes", "red circles", or a caption's "two blue squares"
@@ -537,7 +661,7 @@ def test_captions_name_every_object_once(samples):
 def test_vqa_answers_are_true(samples):
     kinds = Counter()
     for sample in samples["vqa"]:
-        targets, objects = sample.targets, sample.targets["objects"]
+        targets, objects, size = sample.targets, sample.targets["objects"], sample.image.size
         question, answer = targets["question"], sample.turns[0].assistant
         assert sample.turns[0].user.endswith(question)
         kinds[targets["kind"]] += 1
@@ -553,9 +677,9 @@ def test_vqa_answers_are_true(samples):
         elif asked := re.fullmatch(r"what (color|shape) is (the .+)\?", question):
             attribute, subject = asked.groups()
             if subject.startswith("the object at "):
-                obj = object_at(parse_grounding(subject, SIDE, SIDE).boxes[0], objects)
+                obj = object_at(parse_grounding(subject, *size).boxes[0], objects, size)
             else:
-                (obj,) = resolve(subject, objects)
+                (obj,) = resolve(subject, objects, size)
                 hidden = PALETTE if attribute == "color" else SHAPES
                 assert not set(subject.split()) & set(hidden), question
             assert answer == obj[attribute]
@@ -564,14 +688,20 @@ def test_vqa_answers_are_true(samples):
             present = any(o["color"] == color and o["shape"] == shape for o in objects)
             assert answer == ("yes" if present else "no")
         else:
-            assert answer == relation_answer(question, objects), (question, objects)
+            assert answer == relation_answer(question, objects, size), (question, objects)
     assert set(kinds) == set(VQA_KINDS)
 
 
-RELATION_CONFIGS = {"default": CONFIG, "overlapping": OVERLAPPING, "crowded": CROWDED}
+RELATION_CONFIGS = {
+    "default": CONFIG,
+    "overlapping": OVERLAPPING,
+    "crowded": CROWDED,
+    "varied": VARIED,
+    "wide": WORLDS["wide"],
+}
 
 
-def relation_answer(question: str, objects: list[dict]) -> str:
+def relation_answer(question: str, objects: list[dict], size: tuple[int, int] = SQUARE) -> str:
     """Re-derive a relation question's answer from the objects' boxes; fails if it is ambiguous."""
     asked = re.fullmatch(
         r"is the (\w+) (\w+) (to the left of|to the right of|above|below) the (\w+) (\w+)\?",
@@ -583,18 +713,17 @@ def relation_answer(question: str, objects: list[dict]) -> str:
     (landmark,) = [o for o in objects if (o["color"], o["shape"]) == (color_b, shape_b)]
     axis = 0 if words in ("to the left of", "to the right of") else 1
     delta = center(subject)[axis] - center(landmark)[axis]
-    assert abs(delta) >= RELATION_GAP * SIDE, f"ambiguous: {question} {objects}"
+    assert abs(delta) >= RELATION_GAP * size[axis], f"ambiguous: {question} {objects}"
     sign = -1 if words in ("to the left of", "above") else 1
     return "yes" if sign * delta > 0 else "no"
 
 
-def askable_pairs(objects: list[dict]) -> int:
+def askable_pairs(objects: list[dict], size: tuple[int, int] = SQUARE) -> int:
     """How many ordered pairs of uniquely named objects are clearly apart along some axis."""
     names = Counter((o["color"], o["shape"]) for o in objects)
     unique = [o for o in objects if names[(o["color"], o["shape"])] == 1]
-    gap = RELATION_GAP * SIDE
     return sum(
-        any(abs(center(a)[axis] - center(b)[axis]) >= gap for axis in (0, 1))
+        any(abs(center(a)[axis] - center(b)[axis]) >= RELATION_GAP * size[axis] for axis in (0, 1))
         for a in unique
         for b in unique
         if a is not b
@@ -607,14 +736,14 @@ def test_relation_answers_recomputed_from_the_boxes_agree(name):
     answers, asked, impossible = Counter(), Counter(), 0
     for seed in range(400):
         scene = make_scene(random.Random(seed), RELATION_CONFIGS[name])
-        objects = [obj.to_json() for obj in scene.objects]
+        objects, size = [obj.to_json() for obj in scene.objects], (scene.width, scene.height)
         result = ask(scene, random.Random(f"relation:{seed}"))
         if result is None:
-            assert askable_pairs(objects) == 0, objects
+            assert askable_pairs(objects, size) == 0, objects
             impossible += 1
             continue
         question, answer, extra = result
-        assert answer == relation_answer(question, objects), (question, objects)
+        assert answer == relation_answer(question, objects, size), (question, objects)
         subject, landmark = objects[extra["object"]], objects[extra["landmark"]]
         assert question.startswith(f"is the {subject['color']} {subject['shape']} ")
         assert question.endswith(f" the {landmark['color']} {landmark['shape']}?")
@@ -734,6 +863,13 @@ def test_evaluation_set_is_fixed_and_carries_targets():
             {"held_out": tuple((color, "circle") for color in PALETTE)},
             "never show a circle",
         ),
+        ({"varied": 1.5}, "varied"),
+        ({"sides": (200, 100)}, "sides"),
+        ({"sides": (112.0, 448)}, "sides"),
+        ({"aspect": (0.0, 2.0)}, "aspect"),
+        ({"aspect": (2.0, 0.5)}, "aspect"),
+        ({"sides": (112, 200), "aspect": (0.5, 2.0)}, "at least 224 px"),
+        ({"sides": (20, 400)}, "below 4 px"),
     ],
 )
 def test_config_validation(changes, message):
