@@ -38,6 +38,9 @@ class DataConfig:
     # Shapes only: questions about one scene packed into one row (processor.encode_packed); the
     # image and the template's start are then computed once for all of them.
     pack: int = 1
+    # Shapes only: the world its scenes are drawn in (data.shapes.WORLDS), e.g. "varied" for
+    # scenes of many sizes and aspect ratios beside the square ones.
+    world: str = "square"
 
     def __post_init__(self) -> None:
         if self.pack < 1:
@@ -46,6 +49,16 @@ class DataConfig:
             raise ConfigError(
                 f"data.pack={self.pack} packs Shapes scenes only; the {self.source!r} source "
                 "needs data.pack=1"
+            )
+        from minigptv2.data.shapes import WORLDS
+
+        if self.world not in WORLDS:
+            raise ConfigError(
+                f"unknown Shapes world data.world={self.world!r}; use one of {', '.join(WORLDS)}"
+            )
+        if self.world != "square" and self.source != "shapes":
+            raise ConfigError(
+                f"data.world applies to the Shapes source only; remove it for {self.source!r}"
             )
 
 

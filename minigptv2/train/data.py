@@ -32,18 +32,19 @@ def _shapes(config: DataConfig, split: str, seed: int) -> Mixture:
     """One dataset per task, drawn by ``mix``; with ``pack`` > 1, rows of that many single-task
     questions about one scene (tasks drawn by ``mix``) instead, beside conversations and
     text-only rows, which are rows of their own and keep their share of rows."""
-    from minigptv2.data.shapes import OWN_ROWS, SHAPES_MIX, ShapesDataset, ShapesPacks
+    from minigptv2.data.shapes import OWN_ROWS, SHAPES_MIX, WORLDS, ShapesDataset, ShapesPacks
 
     ratios = config.mix if config.mix is not None else SHAPES_MIX
+    world = WORLDS[config.world]
     if config.pack == 1:
-        tasks = {task: ShapesDataset(split, STREAM_SIZE, task=task) for task in ratios}
+        tasks = {task: ShapesDataset(split, STREAM_SIZE, world, task=task) for task in ratios}
         return Mixture(tasks, ratios, seed)
     single = {task: weight for task, weight in ratios.items() if task not in OWN_ROWS}
-    datasets = {"packed": ShapesPacks(split, STREAM_SIZE, single, config.pack)}
+    datasets = {"packed": ShapesPacks(split, STREAM_SIZE, single, config.pack, world)}
     shares = {"packed": sum(single.values())}
     for task in OWN_ROWS:
         if ratios.get(task, 0.0) > 0:
-            datasets[task] = ShapesDataset(split, STREAM_SIZE, task=task)
+            datasets[task] = ShapesDataset(split, STREAM_SIZE, world, task=task)
             shares[task] = ratios[task]
     return Mixture(datasets, shares, seed)
 

@@ -106,3 +106,13 @@ def test_packing_is_refused_where_it_does_not_apply():
         DataConfig(pack=0)
     with pytest.raises(PromptError, match="needs an image"):
         Sample(None, (Turn("hi", "hello"),), None, "x", packed=True)
+
+
+def test_the_shapes_source_draws_scenes_of_its_world():
+    square = build_mixture(DataConfig(mix=MIX, pack=2))
+    varied = build_mixture(DataConfig(mix=MIX, pack=2, world="varied"))
+    sizes = {varied[(varied.choose(n), n)].image.size for n in range(30)}
+    assert {square[(square.choose(n), n)].image.size for n in range(30)} == {(112, 112)}
+    assert (112, 112) in sizes and any(width != height for width, height in sizes)
+    with pytest.raises(ConfigError, match="unknown Shapes world"):
+        DataConfig(world="round")
