@@ -9,8 +9,15 @@ from PIL import Image
 
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
-from minigptv2.data.shapes import make_sample
-from minigptv2.serve.terminal import expand_shortcut, printable
+from minigptv2.serve.terminal import (
+    DEMO_MIN_OBJECTS,
+    DEMO_TASKS,
+    demo_questions,
+    demo_scene,
+    expand_shortcut,
+    judge,
+    printable,
+)
 from minigptv2.tasks import TASKS
 
 SCRIPT = Path(__file__).parents[2] / "scripts" / "make_released_fixture.py"
@@ -122,7 +129,9 @@ def test_printable_escapes_control_characters_but_keeps_text():
     assert printable("\x1b[2Jgone\rback") == "\\x1b[2Jgone\\rback"
 
 
-def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_path, capsys):
+def test_demo_prints_each_answer_beside_the_truth_and_draws_into_the_out_folder(
+    saved_model, tmp_path, capsys
+):
     out = tmp_path / "new" / "folder"
     assert (
         main(["demo", "--model", str(saved_model), "--out", str(out), "--max-new-tokens", "4"]) == 0
@@ -130,13 +139,64 @@ def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_
     printed = capsys.readouterr().out
     for task in TASKS:
         assert f"[{task}]" in printed
-    scene = make_sample(7, "test", task="refer").image  # the demo's default scene
+    index, samples = demo_scene()
+    assert f"test-split scene {index}:" in printed
+    for sample in samples:  # every question, its true answer and a verdict
+        question, truth = sample.turns[0].user, sample.turns[0].assistant
+        assert f"{question}\n  model: " in printed
+        assert f"\n  truth: {truth}\n  " in printed
+    verdicts = [line for line in printed.splitlines() if line.startswith(("  right", "  wrong"))]
+    assert len(verdicts) == len(DEMO_TASKS)
+    right = sum(line.startswith("  right") for line in verdicts)
+    assert f"{right} of {len(DEMO_TASKS)} right" in printed
+    scene = samples[0].image
     for name in ("demo.png", "demo_refer.png"):
         with Image.open(out / name) as drawn:  # small images are drawn enlarged, never cropped
             assert (
                 drawn.width >= scene.width
                 and drawn.width * scene.height == drawn.height * scene.width
             )
+
+
+def test_demo_scene_is_chosen_by_its_written_rule():
+    index, samples = demo_scene()
+    assert [sample.task for sample in samples] == list(DEMO_TASKS)
+    objects = samples[0].targets["objects"]
+    assert len(objects) >= DEMO_MIN_OBJECTS
+    assert all(sample.targets["objects"] == objects for sample in samples)
+    for earlier in range(index):  # no earlier test scene satisfies the rule
+        questions = demo_questions(earlier)
+        first = questions[0].targets["objects"]
+        same = all(question.targets["objects"] == first for question in questions)
+        assert not (same and len(first) >= DEMO_MIN_OBJECTS)
+
+
+def test_demo_judges_answers_with_the_benchmark_scorers():
+    _, samples = demo_scene()
+    for sample in samples:  # the true answer is right
+        assert judge(sample, sample.turns[0].assistant)[0], sample.task
+    by_task = dict(zip(DEMO_TASKS, samples, strict=True))
+    assert judge(by_task["refer"], "{<0><0><1><1>}") == (False, "IoU 0.00 < 0.5")
+    assert judge(by_task["refer"], "on the left") == (False, "no box in the answer")
+    assert not judge(by_task["vqa"], "purple")[0]
+    assert not judge(by_task["caption"], "nothing")[0]
+    truth = by_task["detection"].turns[0].assistant
+    boxes = len(by_task["detection"].targets["boxes"])
+    extra = truth + "<delim>{<0><0><2><2>}"  # every box found plus a wrong one: not right
+    assert judge(by_task["detection"], extra) == (
+        False, f"{boxes} of {boxes} boxes matched at IoU >= 0.5, 1 extra"
+    )  # fmt: skip
+    grounding = by_task["grounding"]
+    assert judge(grounding, grounding.turns[0].assistant + " {<0><0><2><2>}")[0]  # recall
+
+
+def test_demo_seed_picks_another_test_scene(saved_model, tmp_path, capsys):
+    args = ["demo", "--model", str(saved_model), "--out", str(tmp_path), "--seed", "5"]
+    assert main([*args, "--max-new-tokens", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("test-split scene 5\n")
+    for sample in demo_questions(5):
+        assert f"  truth: {sample.turns[0].assistant}\n" in printed
 
 
 def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
