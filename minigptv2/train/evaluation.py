@@ -78,6 +78,10 @@ def headline(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def short_names(scores: dict[str, float]) -> dict[str, str]:
-    """``refer_acc50=0.91`` -> ``refer=0.91``: short enough for a progress-bar postfix."""
-    return {name.split("_")[0]: f"{value:.2f}" for name, value in scores.items()}
+def short_names(scores: dict[str, float], benchmark: str) -> dict[str, str]:
+    """The benchmark's headline scores, ``refer_acc50=0.91`` -> ``refer=0.91``: short enough for a
+    progress-bar postfix (breakdowns such as ``refer_acc50_unseen`` stay in the log only)."""
+    from minigptv2.eval.runner import BENCHMARKS
+
+    names = getattr(BENCHMARKS[benchmark], "headline", None) or tuple(scores)
+    return {name.split("_")[0]: f"{scores[name]:.2f}" for name in names if name in scores}

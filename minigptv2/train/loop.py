@@ -211,7 +211,7 @@ def _evaluate_if_due(
             headline = evaluation.headline(summary)
             _log(log_file, {"step": step, "eval_split": config.eval_split, "eval": headline})
             _say(world, f"step {step}: {config.eval_split} " + json.dumps(headline))
-            scores = evaluation.short_names(headline)
+            scores = evaluation.short_names(headline, config.eval_benchmark)
     barrier(world)
     return scores
 

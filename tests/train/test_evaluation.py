@@ -108,3 +108,10 @@ def test_due_every_n_steps_and_at_the_end(tmp_path):
     config = tiny_run(tmp_path, steps=7, eval_every=3)
     assert [step for step in range(1, 8) if evaluation.due(step, config)] == [3, 6, 7]
     assert not any(evaluation.due(step, tiny_run(tmp_path)) for step in range(1, 4))
+
+
+def test_the_progress_bar_shows_the_headline_not_its_breakdowns():
+    from minigptv2.train.evaluation import short_names
+
+    scores = {"refer_acc50": 0.9, "refer_acc50_unseen": 0.1, "vqa_acc": 0.5, "vqa_acc_seen": 0.7}
+    assert short_names(scores, "shapes") == {"refer": "0.90", "vqa": "0.50"}
