@@ -30,6 +30,8 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
     model = result["models"].get(HEADLINE_MODEL) or next(iter(result["models"].values()), {})
     for key in ("batch8_over_batch1_tokens_per_s", "second_turn_ttft_over_first", "train_mfu"):
         keys[key] = model.get(key)
+    # The Shapes recipe's supervised answer tokens per second (benchmarks/recipe.py), when run.
+    keys["train_answer_tokens_per_s"] = result.get("recipe", {}).get("train_answer_tokens_per_s")
     keys["peak_rss_mb"] = max(
         [machine["peak_rss_mb"]] + [m["peak_rss_mb"] for m in result["models"].values()]
     )
@@ -162,6 +164,16 @@ def table(result: dict[str, Any]) -> str:
         lines += ["", "| full size (ViT-g 448 px + LLaMA-2-7B) | value | how |", "|---|---|---|"]
         for name in ("fp32", "bf16", "int8"):
             lines += _full_size_rows(name, full.get(f"vision_{name}"), full.get(f"language_{name}"))
+    recipe = result.get("recipe")
+    if recipe:
+        lines += ["", "| Shapes recipe stage | answer tokens/step | step s | answer tokens/s |"]
+        lines.append("|---|---|---|---|")
+        for name, stage in recipe["stages"].items():
+            lines.append(
+                f"| {name} | {stage['answer_tokens_per_step']} | {stage['step_s']} | "
+                f"{stage['train_answer_tokens_per_s']} |"
+            )
+        lines.append(f"| all stages | | | {recipe['train_answer_tokens_per_s']} |")
     lines += ["", "| target (issue 8) | measured | met |", "|---|---|---|"]
     for row in result.get("targets", []):
         met = {True: "yes", False: "no", None: "-"}[row["met"]]

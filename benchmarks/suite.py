@@ -112,6 +112,15 @@ def fast_paths_section(name: str, plan: Plan) -> dict[str, Any]:
     return {"model": name, **result}
 
 
+def recipe_section(plan: Plan) -> dict[str, Any]:
+    """Answer tokens/s of each Shapes stage config's own training steps (``recipe.py``)."""
+    from pathlib import Path
+
+    from benchmarks.recipe import measure
+
+    return measure(Path(__file__).resolve().parents[1], steps=plan.workload.train_steps)
+
+
 def full_size_section(machine: dict[str, Any], cap_s: float) -> dict[str, Any]:
     from benchmarks.full_size import measure_full_size
 
@@ -150,6 +159,9 @@ def run_suite(
     if fast_model is not None:
         log(f"fast paths on {fast_model}")
         result["fast_paths"] = run(fast_paths_section, fast_model, plan)
+    if SHIPPED in models:
+        log("Shapes recipe")
+        result["recipe"] = run(recipe_section, plan)
     if full:
         log("full size")
         result["full_size"] = run(full_size_section, result["machine"], full_cap_s)
