@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigptv2.boxes import Box, iou, iou_inclusive
+from minigptv2.constants import BOX_BINS, UNK
 
 IOU_THRESHOLD = 0.5
 
@@ -54,6 +55,33 @@ def refer_correct(predicted: Box | None, target: Box, *, reference_rule: bool = 
     return overlap > IOU_THRESHOLD if reference_rule else overlap >= IOU_THRESHOLD
 
 
+# MiniGPT-v2's eval_ref.py accepts an answer only if, once "<unk>" and every space are deleted
+# and the ends stripped, it *starts* with this box (re.match, so trailing text is allowed).
+_REFERENCE_BOX = re.compile(r"\{<\d{1,3}><\d{1,3}><\d{1,3}><\d{1,3}>\}")
+# It then takes every integer of the whole answer; Python's \d also matches non-ASCII digits.
+_REFERENCE_INTEGER = re.compile(r"\d+")
+
+
+def reference_refer_box(answer: str, width: float, height: float) -> Box | None:
+    """The box MiniGPT-v2's RefCOCO script reads from ``answer``, or None where it scores a miss.
+
+    Unlike ``boxes.parse_box`` nothing is repaired: corners are not reordered (a flipped box has
+    no overlap under ``iou_inclusive``), values over 100 are not clamped (they land outside the
+    image), the box must open the answer, and any integer after it (a second box, a count) makes
+    the script's four-way unpack fail, which it counts as a miss.
+    """
+    cleaned = answer.replace(UNK, "").replace(" ", "").strip()
+    if _REFERENCE_BOX.match(cleaned) is None:
+        return None
+    integers = _REFERENCE_INTEGER.findall(cleaned)
+    if len(integers) != 4:  # counted before int(): a 5000-digit run would make int() raise
+        return None
+    x1, y1, x2, y2 = (int(value) for value in integers)
+    # The script's arithmetic and order: value / 100.0 * size (its --res defaults to 100.0).
+    res = float(BOX_BINS)
+    return (x1 / res * width, y1 / res * height, x2 / res * width, y2 / res * height)
+
+
 @dataclass(frozen=True)
 class ReferScores:
     acc50: float
@@ -67,8 +95,9 @@ def refer_scores(
 ) -> ReferScores:
     """Acc@0.5 and mean IoU over expressions: one prediction per expression, in order.
 
-    The reference script keyed predictions by image, so when several expressions shared an image
-    only one answer survived (spec §6.2); taking parallel lists makes that impossible here.
+    With ``reference_rule`` and boxes from ``reference_refer_box`` this counts exactly what
+    MiniGPT-v2's ``eval_ref.py`` counts (``iou_inclusive`` returns 0.0 where the script divides
+    by a zero or negative union, which it scores as a miss too).
     """
     if len(predicted) != len(targets):
         raise ValueError(f"{len(predicted)} predictions for {len(targets)} expressions")
