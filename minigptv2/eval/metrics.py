@@ -304,11 +304,12 @@ def parse_binary(text: str, positive: str, negative: str) -> bool | None:
 
 
 def pope_answer(text: str) -> bool | None:
-    """POPE's rule: the first sentence means "no" if it has the word "no" or "not".
+    """POPE's rule, read tolerantly: the first sentence means "no" if it has "no" or "not".
 
-    The official script calls every other answer "yes"; here only an answer with the word "yes"
-    is a "yes" and anything else is None (a miss), so a model that rambles is not rewarded on the
-    "yes" half. Words are compared case-insensitively ("NO." is a no).
+    The official script calls every other answer "yes" (``pope_answer_official``); here only an
+    answer with the word "yes" is a "yes" and anything else is None (a miss), so a model that
+    rambles is not rewarded on the "yes" half. Words are compared case-insensitively and without
+    their punctuation ("NO!" is a no).
     """
     words = [word.strip("!?;:\"'").lower() for word in text.split(".")[0].replace(",", "").split()]
     if "no" in words or "not" in words:
@@ -316,6 +317,21 @@ def pope_answer(text: str) -> bool | None:
     if "yes" in words:
         return True
     return None
+
+
+# The POPE authors' evaluate.py: these exact, case-sensitive words mean "no".
+_POPE_NO_WORDS = frozenset({"No", "not", "no"})
+
+
+def pope_answer_official(text: str) -> bool:
+    """The official POPE script's reading: True ("yes") unless the first sentence says no.
+
+    The first sentence is the text before the first "."; commas are deleted and the rest is split
+    on single spaces, so "NO", "Not" and "No!" are not "no" words, and neither is a "no" followed
+    by a newline. Every answer is a yes or a no; nothing is unparsable.
+    """
+    words = text.split(".")[0].replace(",", "").split(" ")
+    return _POPE_NO_WORDS.isdisjoint(words)
 
 
 @dataclass(frozen=True)
