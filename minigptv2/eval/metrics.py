@@ -219,28 +219,30 @@ def vqa_accuracy(
 ) -> float:
     """Official VQA accuracy of one prediction against the human answers (usually ten).
 
-    The prediction is always normalised; the human answers get the punctuation rule only when
-    they disagree (as in the official code: unanimous answers are compared as written). For
-    each answer left out in turn, the prediction scores ``min(1, matches among the others / 3)``;
-    the question's accuracy is the mean over those subsets.
+    As in the official ``vqaEval.py``: the prediction is always cleaned (tabs and newlines to
+    spaces, ends stripped) and normalised; the human answers are used as stored, with the
+    punctuation rule only when they disagree (decided on the stored strings, so "dog" and "dog "
+    disagree), and are never stripped or lower-cased. For each answer left out in turn, the
+    prediction scores ``min(1, matches among the others / 3)``; the question's accuracy is the
+    mean over those subsets.
 
-    ``reference_rule`` is the variant in MiniGPT-v2's copy of ``vqaEval.py``: nothing is
-    normalised when the answers are unanimous, both sides get both rules otherwise, and the
-    comparison ignores case.
+    ``reference_rule`` is the variant in MiniGPT-v2's copy of ``vqaEval.py``: the human answers
+    are cleaned like the prediction, nothing is normalised when they are unanimous, both sides
+    get both rules otherwise, and the comparison ignores case.
     """
     if prediction is None or not answers:
         return 0.0
-    truths = [_clean(answer) for answer in answers]
     guess = _clean(prediction)
-    unanimous = len(set(truths)) == 1
     if reference_rule:
-        if not unanimous:
+        truths = [_clean(answer) for answer in answers]
+        if len(set(truths)) > 1:
             truths = [process_digit_article(process_punctuation(t)) for t in truths]
             guess = process_digit_article(process_punctuation(guess))
         truths, guess = [t.lower() for t in truths], guess.lower()
     else:
+        truths = list(answers)
         guess = process_digit_article(process_punctuation(guess))
-        if not unanimous:
+        if len(set(truths)) > 1:
             truths = [process_punctuation(t) for t in truths]
     matches = sum(truth == guess for truth in truths)
     # Leaving out answer i removes one match exactly when answer i itself matched.
