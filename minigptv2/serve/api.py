@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -116,6 +117,16 @@ class APIError(Exception):
         )
 
 
+def _internal_error() -> APIError:
+    """A bug's answer: the exception text can hold paths or data, so it goes to the log only."""
+    return APIError(
+        500,
+        "internal error; the server's log has the details",
+        "internal_error",
+        kind="server_error",
+    )
+
+
 def _from_model_error(error: MiniGPTv2Error) -> APIError:
     """Bad input found by the model's own checks (image, prompt, task token) -> 400."""
     if isinstance(error, ImageError):
@@ -165,7 +176,8 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
     n: int = Field(default=1, ge=1, le=1)
-    seed: int | None = None
+    # torch.manual_seed takes any 64-bit value, signed or not, and overflows past that.
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     stream: bool = False
 
 
@@ -220,14 +232,62 @@ def parse_request(body: bytes) -> ChatRequest:
             '"messages", as in OpenAI\'s chat completions API',
             "invalid_json",
         ) from None
+    except RecursionError:
+        raise APIError(
+            400,
+            "the request body nests JSON arrays or objects too deeply to read; a chat request "
+            "needs only a few levels",
+            "invalid_json",
+        ) from None
+    except ValueError:  # Python refuses to convert integers of over 4300 digits
+        raise APIError(
+            400, "the request body holds a number too long to read", "invalid_json"
+        ) from None
     if not isinstance(payload, dict):
         raise APIError(400, "the request body must be a JSON object", "invalid_json")
+    where = _lone_surrogate(payload)
+    if where is not None:
+        raise APIError(
+            400,
+            f"{where} is not valid Unicode text: it holds a lone surrogate (a \\ud800-\\udfff "
+            "escape or its bytes without its pair); send the text as UTF-8",
+            "invalid_text",
+            param=where,
+        )
     try:
         return ChatRequest.model_validate(payload)
     except ValidationError as error:
         raise APIError(
             400, _describe(error), "invalid_request", param=_first_param(error)
         ) from None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(payload: Any) -> str | None:
+    """Where the parsed JSON holds a string with a lone surrogate, or None.
+
+    JSON may escape one (``"\\ud800"``), and ``json.loads`` also lets its UTF-8 bytes through, but
+    such a string is not text: the tokenizer cannot take it and a reply echoing it cannot be
+    encoded. Walked with a stack, not recursion, so deep nesting costs nothing.
+    """
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            # isascii() is O(1) on CPython strings, so big base64 images are not scanned.
+            if not value.isascii() and _SURROGATE.search(value):
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):
+                inner = f"{path}.{key}" if path else str(key)
+                if not key.isascii() and _SURROGATE.search(key):
+                    return path or "body"
+                stack.append((inner, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}", value[index]) for index in reversed(range(len(value))))
+    return None
 
 
 def _describe(error: ValidationError) -> str:
@@ -489,10 +549,9 @@ class ModelWorker:
                 answer = self._stream(job) if job.stream else self._generate(job)
             except MiniGPTv2Error as error:
                 job.emit("error", _from_model_error(error))
-            except Exception as error:  # a bug: log it here, answer 500, keep serving
+            except Exception:  # a bug: log it here, answer 500 without its text, keep serving
                 logger.exception("generation failed")
-                job.emit("error", APIError(500, f"internal error: {error}", "internal_error",
-                                           kind="server_error"))  # fmt: skip
+                job.emit("error", _internal_error())
             else:
                 if answer is None:
                     self.cancelled += 1
@@ -660,7 +719,7 @@ def create_app(assistant: Assistant, settings: ServerSettings = ServerSettings()
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unexpected error")
-        return APIError(500, "internal error", "internal_error", kind="server_error").response()
+        return _internal_error().response()
 
     def authorize(request: Request) -> None:
         if settings.api_key is None:
