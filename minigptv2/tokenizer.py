@@ -35,7 +35,13 @@ class Tokenizer:
                 "or the file itself"
             )
         self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError):  # sentencepiece says only "could not parse ModelProto"
+            raise ConfigError(
+                f"{path} is not a SentencePiece model (a Git LFS pointer, an HTML error page or "
+                "a cut-off download?); copy the tokenizer.model that belongs to the weights"
+            ) from None
         self.bos_id = self.sp.bos_id()
         self.eos_id = self.sp.eos_id()
         self.unk_id = self.sp.unk_id()

@@ -39,6 +39,12 @@ def test_missing_file_is_a_clear_error(tmp_path):
         Tokenizer(tmp_path)
 
 
+def test_a_file_that_is_not_sentencepiece_is_a_clear_error(tmp_path):
+    (tmp_path / "tokenizer.model").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.model is not a SentencePiece model"):
+        Tokenizer(tmp_path)
+
+
 def test_text_that_is_not_unicode_is_a_prompt_error(tokenizer):
     # Bytes that are not UTF-8 in argv reach Python as lone surrogates (surrogateescape);
     # SentencePiece cannot take them and raised a bare RuntimeError.
