@@ -16,9 +16,10 @@ from pathlib import Path
 import sentencepiece as spm
 
 from minigptv2.constants import BOS, EOS, PAD, UNK
-from minigptv2.errors import ConfigError
+from minigptv2.errors import ConfigError, PromptError
 
 TOKENIZER_FILE = "tokenizer.model"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Tokenizer:
@@ -34,7 +35,13 @@ class Tokenizer:
                 "or the file itself"
             )
         self.path = path
-        self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(path))
+        except (OSError, RuntimeError):  # sentencepiece says only "could not parse ModelProto"
+            raise ConfigError(
+                f"{path} is not a SentencePiece model (a Git LFS pointer, an HTML error page or "
+                "a cut-off download?); copy the tokenizer.model that belongs to the weights"
+            ) from None
         self.bos_id = self.sp.bos_id()
         self.eos_id = self.sp.eos_id()
         self.unk_id = self.sp.unk_id()
@@ -51,6 +58,13 @@ class Tokenizer:
 
     def encode(self, text: str, *, add_bos: bool = False) -> list[int]:
         """Ids of ``text``: literal specials map to their ids, other text gets a leading ▁."""
+        # isascii() is O(1); only non-ASCII text is searched for what SentencePiece cannot take.
+        if not text.isascii() and _SURROGATE.search(text):
+            raise PromptError(
+                f"the text {text[:60]!r} is not valid Unicode: it holds lone surrogates, which is "
+                "what bytes that are not UTF-8 become in a command-line argument; pass the text "
+                "as UTF-8 (check the terminal's or file's encoding)"
+            )
         ids = [self.bos_id] if add_bos else []
         for chunk in self._special_pattern.split(text):
             if not chunk:

@@ -1,6 +1,6 @@
 import pytest
 
-from minigptv2.errors import ConfigError
+from minigptv2.errors import ConfigError, PromptError
 from minigptv2.tokenizer import Tokenizer
 
 
@@ -37,3 +37,17 @@ def test_pad_is_the_dollar_piece(tokenizer):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"tokenizer\.model"):
         Tokenizer(tmp_path)
+
+
+def test_a_file_that_is_not_sentencepiece_is_a_clear_error(tmp_path):
+    (tmp_path / "tokenizer.model").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(ConfigError, match=r"tokenizer\.model is not a SentencePiece model"):
+        Tokenizer(tmp_path)
+
+
+def test_text_that_is_not_unicode_is_a_prompt_error(tokenizer):
+    # Bytes that are not UTF-8 in argv reach Python as lone surrogates (surrogateescape);
+    # SentencePiece cannot take them and raised a bare RuntimeError.
+    with pytest.raises(PromptError, match=r"\\udcff\\udcfe.*not valid Unicode"):
+        tokenizer.encode("[vqa] \udcff\udcfe?")
+    assert tokenizer.encode("[vqa] café?") == tokenizer.encode("<s>[vqa] café?")[1:]

@@ -116,11 +116,11 @@ def read_sharded(index_path: str | Path) -> ShardedTensors:
     return ShardedTensors(list(shards.values()))
 
 
-def read_torch_file(path: str | Path) -> Any:
+def read_torch_file(path: str | Path, *, mmap: bool = True) -> Any:
     """Unpickle ``path`` with ``weights_only=True``; refuse files that would run code.
 
-    Zip-format files (everything ``torch.save`` wrote since torch 1.6) are memory-mapped, so their
-    tensors are paged in only when used.
+    Zip-format files (everything ``torch.save`` wrote since torch 1.6) are memory-mapped unless
+    ``mmap`` is False, so their tensors are paged in only when used.
     """
     path = require_file(path)
     is_zip = zipfile.is_zipfile(path)
@@ -128,7 +128,7 @@ def read_torch_file(path: str | Path) -> Any:
         with warnings.catch_warnings():
             # Old protocol notes from torch's safe unpickler are noise for a user.
             warnings.filterwarnings("ignore", "Detected pickle protocol")
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except pickle.UnpicklingError as error:
         imports = pickle_globals(path, is_zip)
         if imports is None:  # not even a well-formed pickle: damage, not danger

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minigptv2.boxes import Box, iou, iou_inclusive
+from minigptv2.constants import BOX_BINS, UNK
 
 IOU_THRESHOLD = 0.5
 
@@ -54,6 +55,33 @@ def refer_correct(predicted: Box | None, target: Box, *, reference_rule: bool = 
     return overlap > IOU_THRESHOLD if reference_rule else overlap >= IOU_THRESHOLD
 
 
+# MiniGPT-v2's eval_ref.py accepts an answer only if, once "<unk>" and every space are deleted
+# and the ends stripped, it *starts* with this box (re.match, so trailing text is allowed).
+_REFERENCE_BOX = re.compile(r"\{<\d{1,3}><\d{1,3}><\d{1,3}><\d{1,3}>\}")
+# It then takes every integer of the whole answer; Python's \d also matches non-ASCII digits.
+_REFERENCE_INTEGER = re.compile(r"\d+")
+
+
+def reference_refer_box(answer: str, width: float, height: float) -> Box | None:
+    """The box MiniGPT-v2's RefCOCO script reads from ``answer``, or None where it scores a miss.
+
+    Unlike ``boxes.parse_box`` nothing is repaired: corners are not reordered (a flipped box has
+    no overlap under ``iou_inclusive``), values over 100 are not clamped (they land outside the
+    image), the box must open the answer, and any integer after it (a second box, a count) makes
+    the script's four-way unpack fail, which it counts as a miss.
+    """
+    cleaned = answer.replace(UNK, "").replace(" ", "").strip()
+    if _REFERENCE_BOX.match(cleaned) is None:
+        return None
+    integers = _REFERENCE_INTEGER.findall(cleaned)
+    if len(integers) != 4:  # counted before int(): a 5000-digit run would make int() raise
+        return None
+    x1, y1, x2, y2 = (int(value) for value in integers)
+    # The script's arithmetic and order: value / 100.0 * size (its --res defaults to 100.0).
+    res = float(BOX_BINS)
+    return (x1 / res * width, y1 / res * height, x2 / res * width, y2 / res * height)
+
+
 @dataclass(frozen=True)
 class ReferScores:
     acc50: float
@@ -67,8 +95,9 @@ def refer_scores(
 ) -> ReferScores:
     """Acc@0.5 and mean IoU over expressions: one prediction per expression, in order.
 
-    The reference script keyed predictions by image, so when several expressions shared an image
-    only one answer survived (spec §6.2); taking parallel lists makes that impossible here.
+    With ``reference_rule`` and boxes from ``reference_refer_box`` this counts exactly what
+    MiniGPT-v2's ``eval_ref.py`` counts (``iou_inclusive`` returns 0.0 where the script divides
+    by a zero or negative union, which it scores as a miss too).
     """
     if len(predicted) != len(targets):
         raise ValueError(f"{len(predicted)} predictions for {len(targets)} expressions")
@@ -190,28 +219,30 @@ def vqa_accuracy(
 ) -> float:
     """Official VQA accuracy of one prediction against the human answers (usually ten).
 
-    The prediction is always normalised; the human answers get the punctuation rule only when
-    they disagree (as in the official code: unanimous answers are compared as written). For
-    each answer left out in turn, the prediction scores ``min(1, matches among the others / 3)``;
-    the question's accuracy is the mean over those subsets.
+    As in the official ``vqaEval.py``: the prediction is always cleaned (tabs and newlines to
+    spaces, ends stripped) and normalised; the human answers are used as stored, with the
+    punctuation rule only when they disagree (decided on the stored strings, so "dog" and "dog "
+    disagree), and are never stripped or lower-cased. For each answer left out in turn, the
+    prediction scores ``min(1, matches among the others / 3)``; the question's accuracy is the
+    mean over those subsets.
 
-    ``reference_rule`` is the variant in MiniGPT-v2's copy of ``vqaEval.py``: nothing is
-    normalised when the answers are unanimous, both sides get both rules otherwise, and the
-    comparison ignores case.
+    ``reference_rule`` is the variant in MiniGPT-v2's copy of ``vqaEval.py``: the human answers
+    are cleaned like the prediction, nothing is normalised when they are unanimous, both sides
+    get both rules otherwise, and the comparison ignores case.
     """
     if prediction is None or not answers:
         return 0.0
-    truths = [_clean(answer) for answer in answers]
     guess = _clean(prediction)
-    unanimous = len(set(truths)) == 1
     if reference_rule:
-        if not unanimous:
+        truths = [_clean(answer) for answer in answers]
+        if len(set(truths)) > 1:
             truths = [process_digit_article(process_punctuation(t)) for t in truths]
             guess = process_digit_article(process_punctuation(guess))
         truths, guess = [t.lower() for t in truths], guess.lower()
     else:
+        truths = list(answers)
         guess = process_digit_article(process_punctuation(guess))
-        if not unanimous:
+        if len(set(truths)) > 1:
             truths = [process_punctuation(t) for t in truths]
     matches = sum(truth == guess for truth in truths)
     # Leaving out answer i removes one match exactly when answer i itself matched.
@@ -275,11 +306,12 @@ def parse_binary(text: str, positive: str, negative: str) -> bool | None:
 
 
 def pope_answer(text: str) -> bool | None:
-    """POPE's rule: the first sentence means "no" if it has the word "no" or "not".
+    """POPE's rule, read tolerantly: the first sentence means "no" if it has "no" or "not".
 
-    The official script calls every other answer "yes"; here only an answer with the word "yes"
-    is a "yes" and anything else is None (a miss), so a model that rambles is not rewarded on the
-    "yes" half. Words are compared case-insensitively ("NO." is a no).
+    The official script calls every other answer "yes" (``pope_answer_official``); here only an
+    answer with the word "yes" is a "yes" and anything else is None (a miss), so a model that
+    rambles is not rewarded on the "yes" half. Words are compared case-insensitively and without
+    their punctuation ("NO!" is a no).
     """
     words = [word.strip("!?;:\"'").lower() for word in text.split(".")[0].replace(",", "").split()]
     if "no" in words or "not" in words:
@@ -287,6 +319,21 @@ def pope_answer(text: str) -> bool | None:
     if "yes" in words:
         return True
     return None
+
+
+# The POPE authors' evaluate.py: these exact, case-sensitive words mean "no".
+_POPE_NO_WORDS = frozenset({"No", "not", "no"})
+
+
+def pope_answer_official(text: str) -> bool:
+    """The official POPE script's reading: True ("yes") unless the first sentence says no.
+
+    The first sentence is the text before the first "."; commas are deleted and the rest is split
+    on single spaces, so "NO", "Not" and "No!" are not "no" words, and neither is a "no" followed
+    by a newline. Every answer is a yes or a no; nothing is unparsable.
+    """
+    words = text.split(".")[0].replace(",", "").split(" ")
+    return _POPE_NO_WORDS.isdisjoint(words)
 
 
 @dataclass(frozen=True)

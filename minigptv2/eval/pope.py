@@ -8,8 +8,14 @@ Lines despite the name; also under ``coco/``), one question per line::
 
 Images flat or under ``val2014/``. The paper does not evaluate POPE; we ask with the model's
 short-answer VQA prompt (spec §4.2), greedy, 20 new tokens. Scores: accuracy, precision, recall
-and F1 with "yes" as the positive class, and the fraction of "yes" answers. An answer with
-neither "yes" nor "no"/"not" is unparsable and wrong (see ``metrics.pope_answer``).
+and F1 with "yes" as the positive class, and the fraction of "yes" answers, under two readings:
+
+* tolerant (``accuracy``, ...): "no"/"not" in the first sentence is a no, "yes" there is a yes,
+  case-insensitively; an answer with neither is unparsable and wrong (``metrics.pope_answer``).
+* official (``accuracy_official``, ...): exactly the POPE authors' ``evaluate.py``: a no only
+  if the first sentence has the case-sensitive word "No", "no" or "not", a yes otherwise, so
+  every answer counts and rambling counts as yes (``metrics.pope_answer_official``). Where that
+  script would divide by zero (no "yes" answers, say) the score is reported as 0.0.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from minigptv2.eval.benchmark import (
     require_rows,
     resolve_images,
 )
-from minigptv2.eval.metrics import binary_scores, pope_answer
+from minigptv2.eval.metrics import binary_scores, pope_answer, pope_answer_official
 from minigptv2.eval.vqa import PROMPT
 
 SPLITS = ("random", "popular", "adversarial")
@@ -72,13 +78,21 @@ def score(item: Item, answer: str) -> Record:
 
 
 def summarise(records: Sequence[Record]) -> dict[str, Any]:
-    scores = binary_scores([r["said_yes"] for r in records], [r["label"] for r in records])
+    labels = [r["label"] for r in records]
+    scores = binary_scores([r["said_yes"] for r in records], labels)
+    # Read from the answer text, so predictions saved before this reading existed still score.
+    official = binary_scores([pope_answer_official(r["answer"]) for r in records], labels)
     return {
         "accuracy": scores.accuracy,
         "precision": scores.precision,
         "recall": scores.recall,
         "f1": scores.f1,
         "yes_ratio": scores.yes_ratio,
+        "accuracy_official": official.accuracy,
+        "precision_official": official.precision,
+        "recall_official": official.recall,
+        "f1_official": official.f1,
+        "yes_ratio_official": official.yes_ratio,
         "n": scores.n,
         "unparsable": scores.unparsable,
     }
@@ -91,5 +105,14 @@ BENCHMARK = Benchmark(
     score=score,
     summarise=summarise,
     generation=greedy(20),
-    headline=("accuracy", "precision", "recall", "f1", "yes_ratio"),
+    headline=(
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "yes_ratio",
+        "accuracy_official",
+        "f1_official",
+        "yes_ratio_official",
+    ),
 )

@@ -9,11 +9,18 @@ Files: the authors' evaluation splits, one JSON list per split named ``{dataset}
 The image is the first 27 characters of ``img_id`` + ``.jpg`` (COCO train2014). Prompt
 ``[refer] give me the location of {sents}``, greedy decoding, 20 new tokens.
 
-Scoring is per expression: the reference script kept one answer per image, so images with several
-expressions were scored on the last answer only. ``acc50`` is the standard Acc@0.5 (IoU >= 0.5);
-``acc50_reference_rule`` uses the reference's "+1 pixel" IoU and strict ``> 0.5``, the rule the
-paper's numbers were computed with. The prediction is the first box anywhere in the answer (the
-reference required the answer to start with it); an answer without a box is a miss.
+Scoring is per expression. (The reference collects answers per ``img_id`` and scores each of them
+against that id's box; expressions sharing an ``img_id`` share the object and box in every shipped
+split, so the counts are the same.) Two readings of each answer:
+
+* standard, tolerant (``acc50``, ``mean_iou``): the first box anywhere in the answer, values
+  clamped to 0..100 and corners reordered (``boxes.parse_box``); hit when IoU >= 0.5.
+* reference (``acc50_reference_rule``): exactly MiniGPT-v2's ``eval_ref.py``, the rule of the
+  paper's numbers: the answer must open with ``{<d><d><d><d>}`` (1-3 digits each) after deleting
+  ``<unk>`` and spaces, hold no other integer, and is used as written (no clamping, no
+  reordering; ``metrics.reference_refer_box``); hit when the "+1 pixel" IoU is strictly > 0.5.
+  Its ``--resample`` re-asking of rejected answers is not reproduced: they are misses here, as
+  in the script without that flag.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from minigptv2.eval.benchmark import (
     require,
     resolve_images,
 )
-from minigptv2.eval.metrics import refer_iou, refer_scores
+from minigptv2.eval.metrics import refer_iou, refer_scores, reference_refer_box
 
 SPLITS = {
     "refcoco": ("val", "testA", "testB"),
@@ -101,29 +108,40 @@ def loader(dataset: str):
 def score(item: Item, answer: str) -> Record:
     target = item.target
     box = parse_box(answer, target["width"], target["height"], allow_bare=False)
+    reference_box = reference_refer_box(answer, target["width"], target["height"])
     return {
         "key": item.key,
         "img_id": target["img_id"],
         "answer": answer,
         "parsed": box is not None,
         "box": None if box is None else list(box),  # pixels; JSON keeps floats exactly
+        "reference_box": None if reference_box is None else list(reference_box),
         "target": target["box"],
         "iou": refer_iou(box, tuple(target["box"])),
     }
 
 
 def summarise(records: list[Record]) -> dict[str, Any]:
-    """Acc@0.5 under both rules and mean IoU, one prediction per expression."""
+    """Acc@0.5 under both readings and mean IoU, one prediction per expression."""
+    if any("reference_box" not in r for r in records):
+        raise BenchmarkDataError(
+            "the saved predictions were scored by an older minigptv2 (no reference_box); "
+            "evaluate into a new --out folder"
+        )
     predicted = [None if r["box"] is None else tuple(r["box"]) for r in records]
+    as_written = [
+        None if r["reference_box"] is None else tuple(r["reference_box"]) for r in records
+    ]
     targets = [tuple(r["target"]) for r in records]
     standard = refer_scores(predicted, targets)
-    reference = refer_scores(predicted, targets, reference_rule=True)
+    reference = refer_scores(as_written, targets, reference_rule=True)
     return {
         "acc50": standard.acc50,
         "acc50_reference_rule": reference.acc50,
         "mean_iou": standard.mean_iou,
         "n": standard.n,
         "unparsable": standard.unparsable,
+        "unparsable_reference_rule": reference.unparsable,
     }
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from minigptv2.checkpoints.pretrained import atomic_directory
+from minigptv2.checkpoints.safe_load import SafetensorsFile, read_torch_file, require_file
 from minigptv2.errors import CheckpointError
 
 WEIGHTS = "trainable.safetensors"
@@ -89,11 +90,17 @@ def load_training_checkpoint(
     A sharded (FSDP) ``model`` receives its shard of the full tensors. With a different number of
     ranks than the run that wrote it, every rank continues from rank 0's RNG state.
     """
-    try:
-        weights = load_file(path / WEIGHTS)
-        state = torch.load(path / STATE, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
-        raise CheckpointError(f"cannot read training checkpoint {path}: {error}") from None
+    # The shared safe readers turn damage into "corrupted" and a pickle that would run code into
+    # a refusal, instead of safetensors' or torch's own errors (torch's advises weights_only=False).
+    weights = dict(SafetensorsFile(require_file(path / WEIGHTS)).items())
+    # Read into memory: the optimiser updates these tensors in place, and old checkpoint folders
+    # are deleted as the run goes on.
+    state = read_torch_file(path / STATE, mmap=False)
+    if not (isinstance(state, dict) and {"step", "optimizer", "rng"} <= set(state)):
+        raise CheckpointError(
+            f"{path / STATE} lacks step, optimizer, rng: it was not written by minigptv2 train; "
+            "resume from a checkpoint folder the run wrote"
+        )
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(weights) != set(expected):
         missing = sorted(set(expected) - set(weights))[:5]

@@ -146,6 +146,20 @@ def test_vqa_reference_rule_differs_where_minigptv2s_copy_does():
     assert vqa_accuracy("dog", ["Dog"] * 10) == 0.0
 
 
+def test_vqa_official_rule_leaves_the_human_answers_unstripped():
+    # The official vqaEval.py cleans only the prediction (tabs, newlines, ends); a human answer
+    # with a trailing space never equals a cleaned prediction...
+    answers = ["dog "] * 3 + ["cat"] * 7
+    assert vqa_accuracy("dog", answers) == 0.0
+    # ...while MiniGPT-v2's copy strips the human answers too.
+    assert vqa_accuracy("dog", answers, reference_rule=True) == pytest.approx(0.9)
+    # "Unanimous" is decided on the raw answers: a stray space makes these disagree, so all get
+    # the punctuation rule and "t-shirt" becomes "t shirt" on both sides.
+    answers = ["t-shirt"] * 9 + ["t-shirt "]
+    assert vqa_accuracy("t-shirt", answers) == 1.0
+    assert vqa_accuracy("t-shirt", ["t-shirt"] * 10) == 0.0  # unanimous: compared as written
+
+
 def test_vizwiz_reference_accuracy_is_the_simplified_rule():
     answers = ["unanswerable"] * 2 + ["Red"] * 8
     assert vizwiz_reference_accuracy("red", answers) == 1.0

@@ -85,7 +85,7 @@ def test_expressions_of_one_image_are_scored_separately(split):
     assert records[0]["iou"] > 0.9 and records[1]["iou"] == 0.0
     assert summary["acc50"] == pytest.approx(1 / 3)
     assert summary["acc50_reference_rule"] == pytest.approx(1 / 3)
-    assert summary["n"] == 3 and summary["unparsable"] == 1
+    assert summary["n"] == 3 and summary["unparsable"] == summary["unparsable_reference_rule"] == 1
     assert records[2]["answer"] == "no box here" and not records[2]["parsed"]
 
 
@@ -131,3 +131,39 @@ def test_the_shared_split_files_parse_with_the_published_denominators(name, size
     assert len(entries) == size
     assert all(len(entry["img_id"][: refcoco.IMAGE_NAME_LENGTH]) == 27 for entry in entries)
     assert all(entry["img_id"].startswith("COCO_train2014_") for entry in entries)
+
+
+# Hand-made answers for a 200 x 100 image whose target is its right half, one per rule of the
+# authors' eval_ref.py: (answer, hit under the tolerant standard reading, hit under the reference).
+REFERENCE_CASES = [
+    ("{<50><0><100><100>}", True, True),
+    # eval_ref.py deletes "<unk>" and every space, then strips, before matching.
+    ("<unk> { <50> <0> <100> <100> }\n", True, True),
+    ("{<50><0><100><100>} on the right", True, True),
+    # Flipped corners: the standard reading reorders them, the reference scores the flip (a miss).
+    ("{<100><100><50><0>}", True, False),
+    # Over 100: clamped by the standard reading; the reference scales 200 to 400 px (IoU 1/3).
+    ("{<50><0><200><100>}", True, False),
+    # The regex is anchored at the start (re.match): a box after words is not accepted.
+    ("It is at {<50><0><100><100>}", True, False),
+    # A fifth integer anywhere makes the script's 4-way unpack fail: a miss.
+    ("{<50><0><100><100>}<delim>{<0><0><10><10>}", True, False),
+    ("{<50><0><100><100>} and 2 more", True, False),
+    # At most three digits per value, integers only.
+    ("{<50><0><0100><100>}", True, False),
+    ("{<50.0><0><100><100>}", True, False),
+    ("[50, 0, 100, 100]", False, False),
+    # int() of a 5000-digit string raises in Python >= 3.11: still just a miss.
+    ("{<50><0><100><100>}" + "9" * 5000, True, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("answer", "standard", "reference"), REFERENCE_CASES, ids=[a[:40] for a, *_ in REFERENCE_CASES]
+)
+def test_reference_rule_reads_answers_as_eval_ref_does(answer, standard, reference):
+    target = {"img_id": "COCO_train2014_000000000077_12", "box": [100, 0, 200, 100]}
+    item = refcoco.Item("0", "refer", None, "", {**target, "width": 200, "height": 100})
+    summary = refcoco.summarise([refcoco.score(item, answer)])
+    assert summary["acc50"] == float(standard)
+    assert summary["acc50_reference_rule"] == float(reference)

@@ -245,6 +245,19 @@ def _bad_requests(scene: Image.Image) -> dict[str, tuple[object, int, str]]:
             400, "invalid_request",
         ),
         "n above 1": (request(good, n=2), 400, "invalid_request"),
+        # A lone surrogate is valid JSON but not Unicode text: no tokenizer (or reply) can take it.
+        "lone surrogate": (
+            b'{"messages": [{"role": "user", "content": "[vqa] what is \\ud800?"}]}',
+            400, "invalid_text",
+        ),
+        "lone surrogate as UTF-8 bytes": (
+            b'{"messages": [{"role": "user", "content": "[vqa] \xed\xa0\x80?"}]}',
+            400, "invalid_text",
+        ),
+        "seed past 64 bits": (request(good, seed=2**70), 400, "invalid_request"),
+        "deeply nested JSON": (b"[" * 50_000, 400, "invalid_json"),
+        "5000-digit number": (b'{"messages": [], "seed": ' + b"9" * 5000 + b"}",
+                              400, "invalid_json"),
     }  # fmt: skip
 
 
@@ -261,6 +274,23 @@ def test_every_bad_input_gets_a_clear_error_and_the_server_keeps_serving(client,
     good = request(data_url(png_bytes(scene)), max_tokens=8)
     assert client.post("/v1/chat/completions", json=good).status_code == 200
     assert client.get("/health").json()["status"] == "ok"
+
+
+def test_an_unexpected_error_is_a_generic_500_and_never_shows_its_text(shipped, caplog):
+    scripted = ScriptedAssistant(shipped)
+    scripted.release.set()
+    scripted.failure = RuntimeError("secret detail from /home/someone/model.safetensors")
+    with running(scripted) as url, httpx.Client(base_url=url, timeout=30) as client:
+        replies = [
+            client.post("/v1/chat/completions", json=request(None, "hello", stream=stream))
+            for stream in (False, True)
+        ]
+        assert client.get("/health").json()["status"] == "ok"
+    for reply in replies:
+        assert "secret" not in reply.text
+    error = assert_openai_error(replies[0], 500, "internal_error")
+    assert "log" in error["message"]
+    assert "secret detail" in caplog.text  # the operator still sees it
 
 
 def test_error_messages_name_the_fix(client, scene):
@@ -313,14 +343,19 @@ class ScriptedAssistant:
         self.started = threading.Semaphore(0)
         self.stream_closed = threading.Event()
         self.answered = 0
+        self.failure: Exception | None = None  # raised by generate and stream when set
 
     def generate(self, images, prompts, config) -> list[Answer]:
         self.started.release()
         assert self.release.wait(timeout=30), "the test never released the worker"
+        if self.failure is not None:
+            raise self.failure
         self.answered += 1
         return [Answer(f"answer to {turns[-1].user}") for turns in prompts]
 
     def stream(self, image, prompt, config) -> Iterator[str]:
+        if self.failure is not None:
+            raise self.failure
         try:
             for index in range(10_000):  # far longer than any client waits for
                 yield f"word{index} "

@@ -84,6 +84,20 @@ def test_unknown_task_is_an_error_message(saved_model, picture, capsys):
     assert "[refer]" in capsys.readouterr().err
 
 
+def test_a_model_folder_with_a_broken_tokenizer_is_an_error_message(saved_model, capsys):
+    (saved_model / "tokenizer.model").write_bytes(b"<html>not found</html>")
+    assert main(["generate", "--model", str(saved_model), "--prompt", "[vqa] hi"]) == 2
+    assert "is not a SentencePiece model" in capsys.readouterr().err
+
+
+def test_prompt_bytes_that_are_not_utf8_are_an_error_message(saved_model, capsys):
+    # What Python makes of `--prompt $'[vqa] \xff\xfe?'`: the bytes become lone surrogates.
+    prompt = b"[vqa] \xff\xfe?".decode("utf-8", "surrogateescape")
+    assert main(["generate", "--model", str(saved_model), "--prompt", prompt]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "UTF-8" in err and "Traceback" not in err
+
+
 def test_chat_answers_from_the_three_released_files(tmp_path, picture, monkeypatch, capsys):
     # The three files laid out exactly as the released ones, written by the project's script.
     released = tmp_path / "released"

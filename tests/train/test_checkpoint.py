@@ -1,3 +1,5 @@
+import pathlib
+
 import pytest
 import torch
 from torch import nn
@@ -71,3 +73,36 @@ def test_each_rank_gets_its_own_rng_state_back(tmp_path):
     # Another number of ranks than the run that wrote it: all continue from rank 0's state.
     load_training_checkpoint(path, model, optimizer, rank=2, world_size=3)
     assert torch.equal(torch.get_rng_state(), states[0])
+
+
+def test_a_state_file_that_would_run_code_is_refused_without_torchs_advice(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    path = save_training_checkpoint(tmp_path, 1, model, optimizer)
+    # A pickle naming a global outside torch's safe list (it could as well be os.system).
+    torch.save({"step": 1, "note": pathlib.PurePosixPath("x")}, path / checkpoint.STATE)
+    with pytest.raises(checkpoint.CheckpointError, match="refused") as error:
+        load_training_checkpoint(path, model, optimizer)
+    assert "weights_only" not in str(error.value)  # torch's "load it with weights_only=False"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (checkpoint.WEIGHTS, b"garbage, not safetensors"),
+        (checkpoint.STATE, b"garbage, not a torch file"),
+    ],
+)
+def test_a_corrupt_checkpoint_file_is_a_clear_error(tmp_path, name, content):
+    model, optimizer = model_and_optimizer(0)
+    path = save_training_checkpoint(tmp_path, 1, model, optimizer)
+    (path / name).write_bytes(content)
+    with pytest.raises(checkpoint.CheckpointError, match=f"{name}.*corrupted"):
+        load_training_checkpoint(path, model, optimizer)
+
+
+def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    path = save_training_checkpoint(tmp_path, 1, model, optimizer)
+    torch.save({"weights": torch.zeros(2)}, path / checkpoint.STATE)
+    with pytest.raises(checkpoint.CheckpointError, match="lacks step, optimizer, rng"):
+        load_training_checkpoint(path, model, optimizer)
