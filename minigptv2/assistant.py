@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minigptv2.boxes import Grounding, parse_grounding
+from minigptv2.config import SHIPPED_MODEL
 from minigptv2.errors import CheckpointError, ConfigError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
@@ -25,9 +26,6 @@ from minigptv2.streaming import TextDeltas
 
 if TYPE_CHECKING:
     from minigptv2.session import ChatSession
-
-# The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
-SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
 
 # Weight-only quantizations of the language model, applied after loading.
 QUANTIZATIONS = {"int8": quantize_int8}
