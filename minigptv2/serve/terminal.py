@@ -104,6 +104,7 @@ def _draw(image, answer, path: Path) -> None:
 
     if image is None:
         raise PromptError("--draw needs --image")
+    path.parent.mkdir(parents=True, exist_ok=True)
     draw_boxes(image, answer.grounding).save(path)
 
 
@@ -165,7 +166,11 @@ def run_chat(args: argparse.Namespace) -> int:
         if session.image is not None and answer.grounding.boxes:
             saved += 1
             path = args.save_dir / f"minigptv2_chat_{saved}.png"
-            _draw(session.image, answer, path)
+            try:
+                _draw(session.image, answer, path)
+            except OSError as error:  # an unwritable folder must not end the conversation
+                print(f"error: cannot save the drawn answer to {path}: {error.strerror or error}")
+                continue
             print(f"(boxes drawn in {path})")
     return 0
 
