@@ -1,8 +1,8 @@
 """The terminal commands: ``generate`` (one shot, for scripts), ``chat`` (multi-turn), ``demo``.
 
 Every command that loads a model takes the same options: ``--model DIR`` (our format), or the
-three released files ``--eva FILE --llama DIR --checkpoint FILE``; with neither, the shipped Shapes
-model is used.
+three released files ``--eva FILE --llama DIR --checkpoint FILE`` with the options ``convert``
+takes for them (``checkpoints/options.py``); with neither, the shipped Shapes model is used.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from minigptv2.checkpoints.options import add_released_arguments
 from minigptv2.errors import MiniGPTv2Error, PromptError
 from minigptv2.tasks import TASKS
 
@@ -28,16 +29,7 @@ def printable(text: str) -> str:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (default: the shipped Shapes model)")
     source.add_argument("--model", type=Path, help="a folder saved by this project")
-    source.add_argument("--eva", type=Path, help="released eva_vit_g.pth (with --llama)")
-    source.add_argument("--llama", type=Path, help="a Llama-2-7b-chat-hf folder (with --eva)")
-    source.add_argument("--checkpoint", type=Path, help="released minigptv2_checkpoint.pth")
-    source.add_argument(
-        "--no-strict",
-        dest="strict",
-        action="store_false",
-        help="load what matches, report the rest",
-    )
-    source.add_argument("--dtype", choices=("float32", "bfloat16"), help="frozen-weight dtype")
+    add_released_arguments(source)  # the same options as `minigptv2 convert`
     source.add_argument(
         "--int8",
         action="store_true",
@@ -60,6 +52,8 @@ def load_assistant(args: argparse.Namespace):
         checkpoint=args.checkpoint,
         strict=args.strict,
         dtype=args.dtype,
+        image_size=args.image_size,
+        vision_heads=args.vision_heads,
         quantize="int8" if getattr(args, "int8", False) else None,
     )
 
