@@ -139,19 +139,21 @@ def mix(valid: list[Case], bad: list[Case], total: int) -> list[Case]:
 
 
 def send(client: httpx.Client, case: Case) -> tuple[int, str | None, dict | None]:
-    """(status, answer text or None, message-or-error JSON) for one request."""
+    """(status, answer text or None, the message (a stream's: its final choice with the
+    grounding its deltas carried) or the error JSON) for one request."""
     kwargs = {"content": case.body} if isinstance(case.body, bytes) else {"json": case.body}
     if not case.stream:
         reply = client.post("/v1/chat/completions", **kwargs)
         payload = reply.json()
         if reply.status_code != 200:
             return reply.status_code, None, payload
-        return 200, payload["choices"][0]["message"]["content"], payload["choices"][0]
+        message = payload["choices"][0]["message"]
+        return 200, message["content"], message
     with client.stream("POST", "/v1/chat/completions", **kwargs) as reply:
         if reply.status_code != 200:
             reply.read()
             return reply.status_code, None, reply.json()
-        pieces, final, done = [], None, False
+        pieces, final, grounding, done = [], None, None, False
         for line in reply.iter_lines():
             if not line.startswith("data: "):
                 continue
@@ -163,11 +165,12 @@ def send(client: httpx.Client, case: Case) -> tuple[int, str | None, dict | None
                 break
             choice = json.loads(data)["choices"][0]
             pieces.append(choice["delta"].get("content", ""))
+            grounding = choice["delta"].get("grounding", grounding)  # in the last chunk
             if choice.get("finish_reason"):
                 final = choice
         if not done or final is None:
             return 200, None, {"error": {"message": "stream ended without [DONE]"}}
-        return 200, "".join(pieces).strip(), final
+        return 200, "".join(pieces).strip(), {**final, "grounding": grounding}
 
 
 def check(case: Case, status: int, text: str | None, payload: dict | None, reference) -> str:
