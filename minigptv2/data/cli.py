@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
 from minigptv2.data.shapes import SPLITS
 
@@ -19,17 +20,19 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="data_command", required=True)
-    check = actions.add_parser("check", help="validate a custom JSONL file, listing bad rows")
+    # Subcommands format their help as the parent does (argparse does not pass it down).
+    add_parser = partial(actions.add_parser, formatter_class=parser.formatter_class)
+    check = add_parser("check", help="validate a custom JSONL file, listing bad rows")
     check.add_argument("file", help="a custom-format .jsonl file (see README, 'Your own data')")
-    shapes = actions.add_parser("shapes", help="write Shapes samples in the custom JSONL format")
+    shapes = add_parser("shapes", help="write Shapes samples in the custom JSONL format")
     shapes.add_argument("--out", required=True, help="folder for data.jsonl and images/")
     shapes.add_argument("--n", type=int, required=True, help="number of samples")
     shapes.add_argument("--seed", type=int, default=0, help="0 = the training stream's start")
-    shapes.add_argument("--split", default="train", choices=SPLITS)
+    shapes.add_argument("--split", default="train", choices=SPLITS, help="which scenes")
     shapes.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="processes rendering images"
     )
-    inspect = actions.add_parser(
+    inspect = add_parser(
         "inspect", help="per dataset of a stage config: records, ratio and example samples"
     )
     inspect.add_argument("--config", required=True, help="a stage YAML")

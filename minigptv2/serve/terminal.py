@@ -36,10 +36,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="int8 weights for the language model's linear layers (faster CPU decoding)",
     )
     decoding = parser.add_argument_group("decoding (default: greedy)")
-    decoding.add_argument("--max-new-tokens", type=int, default=128)
+    decoding.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit")
     decoding.add_argument("--sample", action="store_true", help="sample instead of greedy")
-    decoding.add_argument("--temperature", type=float, default=0.6)
-    decoding.add_argument("--top-p", type=float, default=0.9)
+    decoding.add_argument("--temperature", type=float, default=0.6, help="with --sample")
+    decoding.add_argument("--top-p", type=float, default=0.9, help="with --sample")
 
 
 def load_assistant(args: argparse.Namespace):
@@ -254,7 +254,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, help="evaluate the first N questions (Shapes: per task, default 200)"
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="questions per forward pass")
     parser.add_argument("--data-root", type=Path, help="folder with the benchmark's annotations")
     parser.add_argument("--images", type=Path, help="folder with its images (default: data root)")
     parser.add_argument("--out", type=Path, help="folder for resumable predictions and scores")
