@@ -36,6 +36,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{'component':<16}{'parameters':>16}  trainable")
     for name, row in summary.items():
         print(f"{name:<16}{row['params']:>16,}  {row['trainable']}")
+    total = sum(row["params"] for row in summary.values())
+    trainable = sum(row["params"] for row in summary.values() if row["trainable"])
+    print(f"{'total':<16}{total:>16,}  ({trainable:,} trainable)")
     return 0
 
 
