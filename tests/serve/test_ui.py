@@ -26,6 +26,7 @@ from minigptv2.data.shapes import make_sample
 from minigptv2.drawing import draw_boxes
 from minigptv2.errors import PromptError, UnknownTaskError
 from minigptv2.serve.ui import (
+    EXAMPLE_SCENES,
     DemoSession,
     box_from_numbers,
     build_demo,
@@ -117,6 +118,18 @@ def test_identify_labels_the_asked_box_with_the_answer(shipped, scene):
     assert annotated is not None and annotated.size == (448, 448)
     # The asked box is drawn in the first colour (red) at 4x scale.
     assert annotated.getpixel((10 * 4, 80 * 4))[:3] == (255, 0, 0)
+
+
+def test_the_page_offers_shapes_scenes_as_examples(shipped):
+    import gradio as gr
+
+    demo = build_demo(shipped, CONFIG)
+    (examples,) = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
+    assert len(examples.samples) == len(EXAMPLE_SCENES) >= 3
+    for (sample,), seed in zip(examples.samples, EXAMPLE_SCENES, strict=True):
+        with Image.open(sample["path"]) as shown:
+            expected = make_sample(seed, "test").image
+            assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(expected))
 
 
 # -- the page in a real browser ----------------------------------------------------------------
