@@ -185,8 +185,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     # README); it finds the blue triangle, a pair it never saw, but names it wrongly.
     parser.add_argument("--seed", type=int, default=20, help="which held-out Shapes scene to use")
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
+    # Its own folder (git-ignored), not the current one: a demo run in a checkout must not
+    # scatter PNGs over the source tree.
     parser.add_argument(
-        "--out", type=Path, default=Path("."), help="folder for demo.png and demo_refer.png"
+        "--out", type=Path, default=Path("demo"), help="folder for demo.png and demo_refer.png"
     )
     add_model_arguments(parser)
 

@@ -139,6 +139,17 @@ def test_demo_asks_all_six_tasks_and_draws_into_the_out_folder(saved_model, tmp_
             )
 
 
+def test_demo_draws_into_its_own_folder_by_default(saved_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--model", str(saved_model), "--max-new-tokens", "2"]) == 0
+    assert sorted(path.name for path in (tmp_path / "demo").iterdir()) == [
+        "demo.png",
+        "demo_refer.png",
+    ]
+    assert not (tmp_path / "demo.png").exists()
+    assert f"grounded caption drawn in {Path('demo', 'demo.png')}" in capsys.readouterr().out
+
+
 def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
     afile = tmp_path / "demo.png"
     afile.write_bytes(b"keep me")
