@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from minigptv2.checkpoints.pretrained import recover_interrupted_writes
 from minigptv2.config import get_preset
 from minigptv2.constants import IGNORE_INDEX
 from minigptv2.errors import MiniGPTv2Error
@@ -82,6 +83,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     out = Path(config.out_dir)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        # A run killed while writing a checkpoint or its export leaves staging folders (64 MB
+        # each for Shapes) that nothing else would ever remove.
+        for folder in (out / "checkpoints", out):
+            for change in recover_interrupted_writes(folder):
+                _say(world, f"{folder}: {change} (left by an interrupted write)")
+    barrier(world)  # the others list the checkpoints after rank 0 has tidied them
     _warn_if_warmup_outlasts_the_run(world, config)
     torch.manual_seed(config.seed)
     model, tokenizer = _build_model(config, out, world)

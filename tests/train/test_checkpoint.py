@@ -1,7 +1,12 @@
+import shutil
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
+from minigptv2.checkpoints.pretrained import recover_interrupted_writes
 from minigptv2.train import checkpoint
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -71,3 +76,39 @@ def test_each_rank_gets_its_own_rng_state_back(tmp_path):
     # Another number of ranks than the run that wrote it: all continue from rank 0's state.
     load_training_checkpoint(path, model, optimizer, rank=2, world_size=3)
     assert torch.equal(torch.get_rng_state(), states[0])
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from pathlib import Path
+from minigptv2.checkpoints.pretrained import atomic_directory
+with atomic_directory(Path(sys.argv[1])) as staging:
+    (staging / "trainable.safetensors").write_bytes(bytes(1000))
+    os.kill(os.getpid(), 9)  # as a SIGKILL mid-save: no clean-up code runs
+"""
+
+
+def test_writes_killed_mid_save_are_cleaned_up_and_complete_checkpoints_kept(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    for step in (1, 2):
+        save_training_checkpoint(tmp_path, step, model, optimizer)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "step_0000003")]
+    )
+    assert killed.returncode == -9
+    (partial,) = [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+    assert partial.startswith(".step_0000003.partial-")
+    # Killed between the two renames of a replacement: the previous save of step 4 is set aside
+    # and nothing took its place; a previous save of step 2 set aside, with step 2 in place.
+    shutil.copytree(tmp_path / "step_0000002", tmp_path / ".step_0000004.old-0123abcd")
+    shutil.copytree(tmp_path / "step_0000001", tmp_path / ".step_0000002.old-89abcdef")
+    (tmp_path / ".not-ours").mkdir()
+
+    changes = recover_interrupted_writes(tmp_path)
+    assert len(changes) == 3
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == [".not-ours", "step_0000001", "step_0000002", "step_0000004"]
+    other, other_optimizer = model_and_optimizer(1)
+    assert load_training_checkpoint(tmp_path / "step_0000004", other, other_optimizer) == 2
+    assert load_training_checkpoint(tmp_path / "step_0000002", other, other_optimizer) == 2
+    assert recover_interrupted_writes(tmp_path) == []

@@ -189,3 +189,14 @@ def test_a_missing_init_from_names_the_earlier_stage_and_the_shipped_model(
     assert "out_dir is runs/shapes/stage2" in error and "init_from=shipped" in error
     assert "configs/shapes/finetune.yaml" in error
     assert not out.exists()  # it failed before writing anything
+
+
+def test_a_run_starts_by_tidying_writes_an_earlier_kill_left(tmp_path, capsys):
+    folder = tmp_path / "run" / "checkpoints"
+    (folder / ".step_0000003.partial-0123abcd").mkdir(parents=True)
+    (folder / ".step_0000003.partial-0123abcd" / "state.pt").write_bytes(bytes(100))
+    (tmp_path / "run" / ".model.partial-89abcdef").mkdir()
+    loop.train(tiny_run(tmp_path, steps=1), resume=True)
+    assert "removed .step_0000003.partial-0123abcd" in capsys.readouterr().out
+    assert [path.name for path in folder.iterdir()] == ["step_0000001"]
+    assert not any(path.name.startswith(".model") for path in (tmp_path / "run").iterdir())
