@@ -86,6 +86,16 @@ class Processor:
                 f"{self.max_txt_len}; shorten them or raise max_txt_len"
             )
 
+    def training_length(
+        self, turns: Sequence[Turn], *, image: bool, style: PromptStyle = TRAIN_STYLE
+    ) -> int:
+        """Tokens of one training conversation. Raises ``PromptError`` for one that training
+        skips: over the context, ``max_txt_len`` or the language model's positions."""
+        encoded = self.encode(render(turns, image=image, style=style))
+        if len(encoded) > self.max_positions:
+            raise PromptError(f"{len(encoded)} tokens exceed {self.max_positions} positions")
+        return len(encoded)
+
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Generated ids -> answer text: cut at the first ``</s>``, specials dropped, stripped."""
         ids = [int(i) for i in ids]
