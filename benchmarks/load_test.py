@@ -69,10 +69,14 @@ class Result:
     detail: str = ""
 
 
-def data_url(image: Image.Image) -> str:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def chat_body(url: str | None, text: str, max_tokens: int, stream: bool = False) -> dict:
@@ -101,8 +105,11 @@ def valid_cases(max_tokens: int) -> list[Case]:
 
 
 def bad_cases(max_tokens: int) -> list[Case]:
-    scene = data_url(make_sample(1, "test").image)
-    corrupt = scene[: len(scene) // 3]
+    image = make_sample(1, "test").image
+    scene = data_url(image)
+    # Valid base64 of a PNG cut short: the server decodes the URL and then fails on the image
+    # (cutting the URL itself would be bad base64, a different error: invalid_image_url).
+    corrupt = "data:image/png;base64," + base64.b64encode(png_bytes(image)[:200]).decode()
     huge = data_url(Image.new("RGB", (5000, 8), "white"))  # a cheap PNG over the 4096-px side
     pdf = "data:image/png;base64," + base64.b64encode(b"%PDF-1.4 not an image").decode()
     return [
