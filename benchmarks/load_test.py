@@ -69,10 +69,14 @@ class Result:
     detail: str = ""
 
 
-def data_url(image: Image.Image) -> str:
+def png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def chat_body(url: str | None, text: str, max_tokens: int, stream: bool = False) -> dict:
@@ -101,8 +105,11 @@ def valid_cases(max_tokens: int) -> list[Case]:
 
 
 def bad_cases(max_tokens: int) -> list[Case]:
-    scene = data_url(make_sample(1, "test").image)
-    corrupt = scene[: len(scene) // 3]
+    image = make_sample(1, "test").image
+    scene = data_url(image)
+    # Valid base64 of a PNG cut short: the server decodes the URL and then fails on the image
+    # (cutting the URL itself would be bad base64, a different error: invalid_image_url).
+    corrupt = "data:image/png;base64," + base64.b64encode(png_bytes(image)[:200]).decode()
     huge = data_url(Image.new("RGB", (5000, 8), "white"))  # a cheap PNG over the 4096-px side
     pdf = "data:image/png;base64," + base64.b64encode(b"%PDF-1.4 not an image").decode()
     return [
@@ -139,19 +146,21 @@ def mix(valid: list[Case], bad: list[Case], total: int) -> list[Case]:
 
 
 def send(client: httpx.Client, case: Case) -> tuple[int, str | None, dict | None]:
-    """(status, answer text or None, message-or-error JSON) for one request."""
+    """(status, answer text or None, the message (a stream's: its final choice with the
+    grounding its deltas carried) or the error JSON) for one request."""
     kwargs = {"content": case.body} if isinstance(case.body, bytes) else {"json": case.body}
     if not case.stream:
         reply = client.post("/v1/chat/completions", **kwargs)
         payload = reply.json()
         if reply.status_code != 200:
             return reply.status_code, None, payload
-        return 200, payload["choices"][0]["message"]["content"], payload["choices"][0]
+        message = payload["choices"][0]["message"]
+        return 200, message["content"], message
     with client.stream("POST", "/v1/chat/completions", **kwargs) as reply:
         if reply.status_code != 200:
             reply.read()
             return reply.status_code, None, reply.json()
-        pieces, final, done = [], None, False
+        pieces, final, grounding, done = [], None, None, False
         for line in reply.iter_lines():
             if not line.startswith("data: "):
                 continue
@@ -163,11 +172,12 @@ def send(client: httpx.Client, case: Case) -> tuple[int, str | None, dict | None
                 break
             choice = json.loads(data)["choices"][0]
             pieces.append(choice["delta"].get("content", ""))
+            grounding = choice["delta"].get("grounding", grounding)  # in the last chunk
             if choice.get("finish_reason"):
                 final = choice
         if not done or final is None:
             return 200, None, {"error": {"message": "stream ended without [DONE]"}}
-        return 200, "".join(pieces).strip(), final
+        return 200, "".join(pieces).strip(), {**final, "grounding": grounding}
 
 
 def check(case: Case, status: int, text: str | None, payload: dict | None, reference) -> str:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minigptv2.boxes import Grounding, parse_grounding
+from minigptv2.config import SHIPPED_MODEL
+from minigptv2.constants import RELEASED_IMAGE_SIZE
 from minigptv2.errors import CheckpointError, ConfigError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
@@ -25,9 +27,6 @@ from minigptv2.streaming import TextDeltas
 
 if TYPE_CHECKING:
     from minigptv2.session import ChatSession
-
-# The model this package ships: MiniGPT-v2 at toy size, trained on the Shapes world.
-SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
 
 # Weight-only quantizations of the language model, applied after loading.
 QUANTIZATIONS = {"int8": quantize_int8}
@@ -94,9 +93,15 @@ class Assistant:
         checkpoint: str | Path | None = None,
         strict: bool = True,
         dtype: str | None = None,
+        image_size: int | None = None,
+        vision_heads: int | None = None,
         quantize: str | None = None,
     ) -> Assistant:
         """Our saved folder, the three released files, or (with no argument) the shipped model.
+
+        ``image_size`` (default 448) and ``vision_heads`` build the model from the released files
+        as ``load_released`` (and ``minigptv2 convert``) does; a saved folder has its own in its
+        ``config.json``.
 
         ``quantize="int8"`` stores the language model's linear weights as int8 (weight-only, per
         output channel; see ``model/quantize.py``): faster CPU decoding for a small accuracy cost.
@@ -111,11 +116,25 @@ class Assistant:
             if eva is None or llama is None:
                 raise CheckpointError("pass both --eva and --llama (and usually --checkpoint)")
             network, tokenizer = load_released(
-                eva, llama, checkpoint, strict=strict, dtype=dtype or "float32"
+                eva,
+                llama,
+                checkpoint,
+                strict=strict,
+                dtype=dtype or "float32",
+                image_size=image_size or RELEASED_IMAGE_SIZE,
+                vision_heads=vision_heads,
             )
         else:
             if checkpoint is not None:
                 raise CheckpointError("--checkpoint needs --eva and --llama (or use convert)")
+            if image_size is not None or vision_heads is not None:
+                # A folder's sizes are fixed by its weights; silently ignoring them would answer
+                # at a resolution the user did not ask for.
+                raise CheckpointError(
+                    "--image-size and --vision-heads apply to the released files (--eva --llama);"
+                    " a saved folder keeps those of its config.json (make another one with"
+                    " `minigptv2 convert --image-size N`)"
+                )
             folder = Path(model) if model is not None else SHIPPED_MODEL
             if model is None and not (folder / "config.json").is_file():
                 raise CheckpointError(

@@ -16,7 +16,9 @@ from minigptv2.serve import terminal
 def _info_arguments(parser: argparse.ArgumentParser) -> None:
     from minigptv2.config import PRESETS
 
-    parser.add_argument("--preset", default="minigptv2-7b", choices=sorted(PRESETS))
+    parser.add_argument(
+        "--preset", default="minigptv2-7b", choices=sorted(PRESETS), help="model size to count"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -34,6 +36,9 @@ def _info(args: argparse.Namespace) -> int:
     print(f"{'component':<16}{'parameters':>16}  trainable")
     for name, row in summary.items():
         print(f"{name:<16}{row['params']:>16,}  {row['trainable']}")
+    total = sum(row["params"] for row in summary.values())
+    trainable = sum(row["params"] for row in summary.values() if row["trainable"])
+    print(f"{'total':<16}{total:>16,}  ({trainable:,} trainable)")
     return 0
 
 
@@ -91,6 +96,17 @@ def _serve(args: argparse.Namespace) -> int:
     return ui.run(args)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except where there is none worth showing: no
+    value (None), on/off flags, and help texts that state their default themselves."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or isinstance(default, bool) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
 COMMANDS: dict[str, Command] = {
     "info": (_info_arguments, _info),
@@ -106,10 +122,16 @@ COMMANDS: dict[str, Command] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="minigptv2", description="MiniGPT-v2 in PyTorch")
+    parser = argparse.ArgumentParser(
+        prog="minigptv2", description="MiniGPT-v2 in PyTorch", formatter_class=DefaultsHelpFormatter
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name, (add_arguments, run) in COMMANDS.items():
-        subparser = subparsers.add_parser(name, help=(run.__doc__ or "").split("\n")[0])
+        subparser = subparsers.add_parser(
+            name,
+            help=(run.__doc__ or "").split("\n")[0],
+            formatter_class=DefaultsHelpFormatter,
+        )
         add_arguments(subparser)
         subparser.set_defaults(run=run)
     return parser

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from minigptv2.constants import TOKENS_MERGED
@@ -282,6 +283,10 @@ PRESETS: dict[str, MiniGPTv2Config] = {
         max_txt_len=256,
     ),
 }
+
+
+# The weights of the "shapes" preset this package ships, inside the installed package.
+SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
 
 
 def get_preset(name: str) -> MiniGPTv2Config:

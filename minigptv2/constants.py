@@ -18,6 +18,10 @@ IMAGE_PLACEHOLDER = "<ImageHere>"
 IMAGE_OPEN = "<Img>"
 IMAGE_CLOSE = "</Img>"
 
+# MiniGPT-v2's input resolution: the released EVA ViT-g (pretrained at 224 px) runs at 448 px, its
+# position table resampled (spec §1.2); the default for loading the released files.
+RELEASED_IMAGE_SIZE = 448
+
 # Four consecutive ViT patch tokens are concatenated into one language-model token.
 TOKENS_MERGED = 4
 

@@ -120,6 +120,27 @@ class Processor:
                 f"{self.max_txt_len}; shorten them or raise max_txt_len"
             )
 
+    def training_length(
+        self,
+        turns: Sequence[Turn],
+        *,
+        image: bool,
+        style: PromptStyle = TRAIN_STYLE,
+        packed: bool = False,
+    ) -> int:
+        """Tokens of one training row (a conversation, or packed questions). Raises
+        ``PromptError`` for one that training skips: over the context, ``max_txt_len`` or the
+        language model's positions."""
+        if packed:
+            encoded = self.encode_packed(turns, style)
+        else:
+            encoded = self.encode(render(turns, image=image, style=style))
+        if encoded.last_position >= self.max_positions:
+            raise PromptError(
+                f"{encoded.last_position + 1} tokens exceed {self.max_positions} positions"
+            )
+        return len(encoded)
+
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Generated ids -> answer text: cut at the first ``</s>``, specials dropped, stripped."""
         ids = [int(i) for i in ids]

@@ -15,16 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from minigptv2.checkpoints.options import add_released_arguments
+from minigptv2.constants import RELEASED_IMAGE_SIZE
 from minigptv2.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``convert``; each one is documented here once."""
-    parser.add_argument("--eva", type=Path, help="eva_vit_g.pth (with --llama)")
-    parser.add_argument("--llama", type=Path, help="Llama-2-7b-chat-hf folder (with --eva)")
-    parser.add_argument(
-        "--checkpoint", type=Path, help="minigptv2_checkpoint.pth: projector and LoRA weights"
-    )
+    """Arguments of ``convert``; the released files' options are shared with every command that
+    loads a model (``options.py``)."""
+    add_released_arguments(parser)
     parser.add_argument(
         "--base", type=Path, help="one of our folders to apply --checkpoint to (instead of --eva)"
     )
@@ -33,24 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--merge-lora", action="store_true", help="merge LoRA into the base weights for export"
     )
     parser.add_argument(
-        "--no-strict",
-        dest="strict",
-        action="store_false",
-        help="load what matches and print the report instead of refusing mismatched files",
-    )
-    parser.add_argument(
         "--trainable-only",
         action="store_true",
         help="save only projector + LoRA, recording the base files (default: the whole model)",
-    )
-    parser.add_argument(
-        "--dtype", default="float32", choices=("float32", "bfloat16"), help="frozen weights"
-    )
-    parser.add_argument(
-        "--image-size", type=int, default=448, help="input resolution (pos_embed is resampled)"
-    )
-    parser.add_argument(
-        "--vision-heads", type=int, help="ViT heads, if the ViT width is not a multiple of 88"
     )
 
 
@@ -69,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
             args.llama,
             args.checkpoint,
             strict=args.strict,
-            dtype=args.dtype,
-            image_size=args.image_size,
+            dtype=args.dtype or "float32",
+            image_size=args.image_size or RELEASED_IMAGE_SIZE,
             vision_heads=args.vision_heads,
         )
     report = model.load_report

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -172,6 +173,36 @@ def atomic_directory(target: Path) -> Iterator[Path]:
             os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# What ``atomic_directory`` leaves behind when its process is killed (SIGKILL, power loss): the
+# staging folder, and during a replacement the previous save set aside.
+_INTERRUPTED = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-[0-9a-f]{8}$")
+
+
+def recover_interrupted_writes(folder: Path) -> list[str]:
+    """Tidy ``folder`` after ``atomic_directory`` writes that were killed; returns what was done.
+
+    A staging folder was never renamed into place, so it is not a save: it is removed. A previous
+    save set aside (``.NAME.old-*``) is complete: it goes back to ``NAME`` if the replacement
+    never arrived, and is removed only when ``NAME`` holds the newer complete save. Complete
+    folders (``NAME`` itself) are never touched.
+    """
+    if not folder.is_dir():
+        return []
+    done = []
+    for path in sorted(folder.iterdir()):
+        match = _INTERRUPTED.match(path.name)
+        if match is None or not path.is_dir():
+            continue
+        target = folder / match["name"]
+        if match["kind"] == "old" and not target.exists():
+            os.replace(path, target)
+            done.append(f"restored {target.name} from {path.name}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}")
+    return done
 
 
 def _finish_files(folder: Path) -> None:

@@ -42,6 +42,7 @@ from minigptv2.checkpoints.safe_load import (
     shape_of,
 )
 from minigptv2.config import LanguageConfig, LoRAConfig, MiniGPTv2Config, VisionConfig
+from minigptv2.constants import RELEASED_IMAGE_SIZE
 from minigptv2.errors import CheckpointError
 from minigptv2.model.minigptv2 import MiniGPTv2
 from minigptv2.model.vision import resample_pos_embed
@@ -53,7 +54,7 @@ from minigptv2.tokenizer import TOKENIZER_FILE, Tokenizer
 EVA_HEAD_DIM = 88
 EVA_G_WIDTH = 1408
 EVA_G_BLOCKS = 40
-DEFAULT_IMAGE_SIZE = 448
+DEFAULT_IMAGE_SIZE = RELEASED_IMAGE_SIZE
 # The reference fixes LoRA alpha 16, dropout 0.05 and the q/v targets in code; only the rank can
 # be read from a checkpoint (spec §1.8, §10.5). Without a checkpoint, rank 64 as released.
 REFERENCE_LORA = LoRAConfig()

@@ -1,8 +1,9 @@
 """``minigptv2 data check``: validate a custom JSONL file and report every bad row by line number.
 
 Every row is checked (the run does not stop at the first problem): JSON syntax, the row's keys and
-turns, task tokens, box syntax and range, and that the image exists and decodes (consecutive rows
-about the same image decode it once).
+turns, task tokens, box syntax and range, that the image exists and decodes (consecutive rows
+about the same image decode it once), and, given a model's processor, that training would not
+skip the row as too long (its tokenizer and limits: context, ``max_txt_len``, positions).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 from PIL import Image
 
 from minigptv2.data.custom import parse_row
-from minigptv2.errors import DataError
+from minigptv2.errors import DataError, PromptError
 from minigptv2.images import load_image
+from minigptv2.processor import Processor
 
 
 @dataclass
@@ -37,8 +39,20 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         yield from enumerate(handle, start=1)
 
 
-def check_file(path: str | Path) -> CheckReport:
-    """Check every row of a custom JSONL file (see ``minigptv2.data.custom``)."""
+def model_processor(model: str | Path | None = None) -> Processor:
+    """The processor of a model folder (default: the shipped model), from its config and
+    tokenizer alone: the weights are not read."""
+    from minigptv2.checkpoints.pretrained import read_folder
+    from minigptv2.config import SHIPPED_MODEL
+    from minigptv2.tokenizer import Tokenizer
+
+    folder = Path(model) if model is not None else SHIPPED_MODEL
+    return Processor(Tokenizer(folder), read_folder(folder).config)
+
+
+def check_file(path: str | Path, processor: Processor | None = None) -> CheckReport:
+    """Check every row of a custom JSONL file (see ``minigptv2.data.custom``); with
+    ``processor``, also report rows training with that model would skip as too long."""
     path = Path(path)
     if path.is_dir():
         candidates = sorted(path.glob("*.jsonl"))
@@ -69,4 +83,10 @@ def check_file(path: str | Path) -> CheckReport:
         parsed = parse_row(text, path.parent, read_image)
         if parsed.problems:
             report.bad.append((number, "; ".join(parsed.problems)))
+        elif processor is not None:
+            sample = parsed.sample
+            try:
+                processor.training_length(sample.turns, image=sample.image is not None)
+            except PromptError as error:
+                report.bad.append((number, f"training would skip this row: {error}"))
     return report

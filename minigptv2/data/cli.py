@@ -1,6 +1,7 @@
 """``minigptv2 data``: check a custom JSONL dataset, or write the Shapes world in that format.
 
-minigptv2 data check FILE.jsonl    # exit 0 if all rows are valid, else 1 and "line N: ..."
+minigptv2 data check FILE.jsonl [--model DIR]   # exit 0 if all rows are valid and fit the
+                                                # model's limits, else 1 and "line N: ..."
 minigptv2 data shapes --out DIR --n N --seed S [--split train] [--workers 2]
 """
 
@@ -10,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from functools import partial
 
 from minigptv2.data.shapes import SPLITS
 
@@ -19,17 +21,24 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="data_command", required=True)
-    check = actions.add_parser("check", help="validate a custom JSONL file, listing bad rows")
+    # Subcommands format their help as the parent does (argparse does not pass it down).
+    add_parser = partial(actions.add_parser, formatter_class=parser.formatter_class)
+    check = add_parser("check", help="validate a custom JSONL file, listing bad rows")
     check.add_argument("file", help="a custom-format .jsonl file (see README, 'Your own data')")
-    shapes = actions.add_parser("shapes", help="write Shapes samples in the custom JSONL format")
+    check.add_argument(
+        "--model",
+        help="the model folder to train from, whose tokenizer and length limits rows must fit "
+        "(default: the shipped model, which configs/shapes/finetune.yaml starts from)",
+    )
+    shapes = add_parser("shapes", help="write Shapes samples in the custom JSONL format")
     shapes.add_argument("--out", required=True, help="folder for data.jsonl and images/")
     shapes.add_argument("--n", type=int, required=True, help="number of samples")
     shapes.add_argument("--seed", type=int, default=0, help="0 = the training stream's start")
-    shapes.add_argument("--split", default="train", choices=SPLITS)
+    shapes.add_argument("--split", default="train", choices=SPLITS, help="which scenes")
     shapes.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="processes rendering images"
     )
-    inspect = actions.add_parser(
+    inspect = add_parser(
         "inspect", help="per dataset of a stage config: records, ratio and example samples"
     )
     inspect.add_argument("--config", required=True, help="a stage YAML")
@@ -40,16 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check a custom JSONL dataset, or write Shapes samples in that format."""
     if args.data_command == "check":
-        return _check(args.file)
+        return _check(args.file, args.model)
     if args.data_command == "inspect":
         return _inspect(args)
     return _shapes(args)
 
 
-def _check(file: str) -> int:
-    from minigptv2.data.check import check_file
+def _check(file: str, model: str | None) -> int:
+    from minigptv2.data.check import check_file, model_processor
 
-    report = check_file(file)
+    report = check_file(file, model_processor(model))
     for line, problem in report.bad:
         print(f"line {line}: {problem}")
     if report.ok:

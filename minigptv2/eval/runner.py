@@ -1,9 +1,9 @@
 """``minigptv2 eval``: generate in batches, record every answer as it comes, score at the end.
 
-With ``--out DIR`` each prediction is appended to ``DIR/predictions.jsonl`` as soon as its batch
-is done, so a killed run resumes where it stopped and scores exactly as an uninterrupted one;
-``DIR/scores.json`` and ``DIR/scores.md`` hold the result, the latter with the paper's number
-beside ours where the paper reports one.
+With ``--out DIR`` each prediction (answer, score, question and expected answer) is appended to
+``DIR/predictions.jsonl`` as soon as its batch is done, so a killed run resumes where it stopped
+and scores exactly as an uninterrupted one; ``DIR/scores.json`` and ``DIR/scores.md`` hold the
+result, the latter with the paper's number beside ours where the paper reports one.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def evaluate(
     ) as bar:
         for batch in _batches(todo, batch_size):
             new = [
-                {**bench.score(item, text), **extras}
+                {**bench.score(item, text), **extras, **_asked(item)}
                 for item, (text, extras) in zip(
                     batch, _answers(bench, assistant, batch), strict=True
                 )
@@ -114,6 +114,16 @@ def evaluate(
         (out / "scores.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out / "scores.md").write_text(markdown_table(summary) + "\n")
     return summary
+
+
+def _asked(item: Item) -> Record:
+    """What a prediction record keeps besides its score, so a miss can be looked into from
+    ``predictions.jsonl`` alone: the prompt, the expected answer (the benchmark's target) and,
+    for a file, the image path."""
+    record: Record = {"question": item.prompt, "expected": item.target}
+    if isinstance(item.image, str | Path):
+        record["image"] = str(item.image)
+    return record
 
 
 def _answers(

@@ -3,8 +3,8 @@
 Requests and responses follow OpenAI's Chat Completions shapes, so existing clients work
 unchanged. The image travels inline as an ``image_url`` content part holding a ``data:`` URL;
 remote URLs are refused, because a server that fetches arbitrary addresses can be turned against
-its own network. Each answer also carries ``grounding``: the phrases and pixel boxes parsed from
-the text (``minigptv2.boxes``), in the message and mirrored on the choice.
+its own network. Each answer's message also carries ``grounding``: the phrases and pixel boxes
+parsed from the text (``minigptv2.boxes``); a stream sends it in its last chunk's ``delta``.
 
 One worker thread owns the model and takes jobs from a bounded queue: requests are validated on
 the event loop, queued, and answered in order; a full queue is refused with 503 rather than
@@ -210,7 +210,6 @@ def completion_body(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": answer.text, "grounding": grounding},
-                "grounding": grounding,
                 "finish_reason": _finish_reason(generated, conversation.config),
                 "logprobs": None,
             }
@@ -393,7 +392,6 @@ async def _sse(
                 generated = completion_tokens(assistant, value.text)
                 yield _chunk(
                     completion_id, created, model_id, {"grounding": grounding},
-                    grounding=grounding,
                     finish_reason=_finish_reason(generated, conversation.config),
                 )  # fmt: skip
                 break

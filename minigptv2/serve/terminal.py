@@ -1,8 +1,8 @@
 """The terminal commands: ``generate`` (one shot, for scripts), ``chat`` (multi-turn), ``demo``.
 
 Every command that loads a model takes the same options: ``--model DIR`` (our format), or the
-three released files ``--eva FILE --llama DIR --checkpoint FILE``; with neither, the shipped Shapes
-model is used.
+three released files ``--eva FILE --llama DIR --checkpoint FILE`` with the options ``convert``
+takes for them (``checkpoints/options.py``); with neither, the shipped Shapes model is used.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from minigptv2.checkpoints.options import add_released_arguments
 from minigptv2.errors import MiniGPTv2Error, PromptError
 from minigptv2.tasks import TASKS
 
@@ -28,26 +29,17 @@ def printable(text: str) -> str:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (default: the shipped Shapes model)")
     source.add_argument("--model", type=Path, help="a folder saved by this project")
-    source.add_argument("--eva", type=Path, help="released eva_vit_g.pth (with --llama)")
-    source.add_argument("--llama", type=Path, help="a Llama-2-7b-chat-hf folder (with --eva)")
-    source.add_argument("--checkpoint", type=Path, help="released minigptv2_checkpoint.pth")
-    source.add_argument(
-        "--no-strict",
-        dest="strict",
-        action="store_false",
-        help="load what matches, report the rest",
-    )
-    source.add_argument("--dtype", choices=("float32", "bfloat16"), help="frozen-weight dtype")
+    add_released_arguments(source)  # the same options as `minigptv2 convert`
     source.add_argument(
         "--int8",
         action="store_true",
         help="int8 weights for the language model's linear layers (faster CPU decoding)",
     )
     decoding = parser.add_argument_group("decoding (default: greedy)")
-    decoding.add_argument("--max-new-tokens", type=int, default=128)
+    decoding.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit")
     decoding.add_argument("--sample", action="store_true", help="sample instead of greedy")
-    decoding.add_argument("--temperature", type=float, default=0.6)
-    decoding.add_argument("--top-p", type=float, default=0.9)
+    decoding.add_argument("--temperature", type=float, default=0.6, help="with --sample")
+    decoding.add_argument("--top-p", type=float, default=0.9, help="with --sample")
 
 
 def load_assistant(args: argparse.Namespace):
@@ -60,6 +52,8 @@ def load_assistant(args: argparse.Namespace):
         checkpoint=args.checkpoint,
         strict=args.strict,
         dtype=args.dtype,
+        image_size=args.image_size,
+        vision_heads=args.vision_heads,
         quantize="int8" if getattr(args, "int8", False) else None,
     )
 
@@ -104,6 +98,7 @@ def _draw(image, answer, path: Path) -> None:
 
     if image is None:
         raise PromptError("--draw needs --image")
+    path.parent.mkdir(parents=True, exist_ok=True)
     draw_boxes(image, answer.grounding).save(path)
 
 
@@ -165,7 +160,11 @@ def run_chat(args: argparse.Namespace) -> int:
         if session.image is not None and answer.grounding.boxes:
             saved += 1
             path = args.save_dir / f"minigptv2_chat_{saved}.png"
-            _draw(session.image, answer, path)
+            try:
+                _draw(session.image, answer, path)
+            except OSError as error:  # an unwritable folder must not end the conversation
+                print(f"error: cannot save the drawn answer to {path}: {error.strerror or error}")
+                continue
             print(f"(boxes drawn in {path})")
     return 0
 
@@ -250,8 +249,10 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEMO_MIN_OBJECTS}+ objects)",
     )
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
+    # Its own folder (git-ignored), not the current one: a demo run in a checkout must not
+    # scatter PNGs over the source tree.
     parser.add_argument(
-        "--out", type=Path, default=Path("."), help="folder for demo.png and demo_refer.png"
+        "--out", type=Path, default=Path("demo"), help="folder for demo.png and demo_refer.png"
     )
     add_model_arguments(parser)
 
@@ -331,7 +332,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, help="evaluate the first N questions (Shapes: per task, default 200)"
     )
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="questions per forward pass")
     parser.add_argument("--data-root", type=Path, help="folder with the benchmark's annotations")
     parser.add_argument("--images", type=Path, help="folder with its images (default: data root)")
     parser.add_argument("--out", type=Path, help="folder for resumable predictions and scores")

@@ -34,6 +34,9 @@ DEFAULT_MESSAGES: dict[str, str] = {
     "caption": "Briefly describe this image.",
     "identify": "what is this",
 }
+# Held-out Shapes scenes (the shipped model's world) offered as example images: 20 is the
+# terminal demo's scene, the others hold three or four shapes.
+EXAMPLE_SCENES = (20, 7, 8, 3)
 HELP = (
     "Upload an image, pick a task and send a message. **grounding**: a caption with boxes; "
     "**refer**: type an expression, get its box; **detection**: type object names; "
@@ -185,6 +188,13 @@ class DemoSession:
             yield text.strip()
 
 
+def example_scenes() -> list[Image.Image]:
+    """The example images: a newcomer can try every task without an image of their own."""
+    from minigptv2.data.shapes import make_sample
+
+    return [make_sample(seed, "test").image for seed in EXAMPLE_SCENES]
+
+
 def size_text(image: Image.Image | None) -> str:
     """The image size under the upload, for typing box corners in pixels."""
     if image is None:
@@ -234,6 +244,12 @@ def build_demo(assistant: Assistant, config: GenerationConfig):
                     elem_id="image-input",
                 )
                 size_note = gr.Markdown("No image yet.", elem_id="image-size")
+                gr.Examples(
+                    [[scene] for scene in example_scenes()],
+                    inputs=[picture],
+                    label="Shapes scenes (the world the shipped model knows)",
+                    elem_id="examples",
+                )
                 task = gr.Radio(
                     [*TASKS, FREE_CHAT], value="grounding", label="Task", elem_id="task"
                 )

@@ -14,13 +14,16 @@ from typing import Any
 
 import yaml
 
-from minigptv2.config import Trainable
+from minigptv2.config import SHIPPED_MODEL, Trainable
 from minigptv2.errors import ConfigError
 from minigptv2.model.loss import LOSS_AVERAGES
 from minigptv2.train.optim import OptimConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("auto", "ddp", "fsdp")
+# ``init_from: shipped`` names the model inside the installed package, so a fine-tuning config
+# (configs/shapes/finetune.yaml) works from any folder without an earlier stage's run.
+SHIPPED = "shipped"
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    # A model preset to build from scratch, or a folder in our format to continue from.
+    # A model preset to build from scratch, or a folder in our format to continue from (a run's
+    # ``out_dir/model``, a ``minigptv2 convert`` output, or "shipped": see ``init_folder``).
     model: str = "shapes"
     init_from: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
@@ -158,6 +162,28 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(data, dict):
             raise ConfigError(f"cannot set {key!r}: {parent!r} is not a section")
     data[leaf] = value
+
+
+def init_folder(init_from: str | None) -> Path | None:
+    """The model folder a stage continues from (None: build from the preset), checked to exist.
+
+    ``"shipped"`` is the model this package ships; anything else is a path.
+    """
+    if init_from is None:
+        return None
+    folder = SHIPPED_MODEL if init_from == SHIPPED else Path(init_from)
+    if (folder / "config.json").is_file():
+        return folder
+    if init_from == SHIPPED:
+        raise ConfigError(f"the shipped model is missing from {folder}; reinstall the package")
+    # A run exports to out_dir/model, so a missing "…/model" is usually an earlier stage's.
+    earlier = f" (the stage whose out_dir is {folder.parent})" if folder.name == "model" else ""
+    raise ConfigError(
+        f"init_from {init_from} is not a model folder (no config.json). Train the earlier "
+        f"stage first{earlier}, or start from a model you have: init_from={SHIPPED} is the model "
+        "this package ships (configs/shapes/finetune.yaml starts from it), or any folder written "
+        "by `minigptv2 train` (OUT_DIR/model) or `minigptv2 convert`"
+    )
 
 
 def resolve_precision(precision: str) -> str:

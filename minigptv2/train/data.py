@@ -177,16 +177,9 @@ class Collator:
     def _length(self, sample: Sample) -> int:
         """The sample's length in tokens, or 0 when it is refused (and then counted)."""
         try:
-            if sample.packed:
-                encoded = self.processor.encode_packed(sample.turns, self.style)
-            else:
-                pieces = render(sample.turns, image=sample.image is not None, style=self.style)
-                encoded = self.processor.encode(pieces)
-            if encoded.last_position >= self.processor.max_positions:
-                raise PromptError(
-                    f"{encoded.last_position + 1} tokens exceed {self.processor.max_positions} "
-                    "positions"
-                )
+            length = self.processor.training_length(
+                sample.turns, image=sample.image is not None, style=self.style, packed=sample.packed
+            )
         except PromptError as error:
             self.skipped[sample.source] += 1
             logging.getLogger("minigptv2.data").warning(
@@ -196,7 +189,7 @@ class Collator:
                 sum(self.skipped.values()),
             )
             return 0
-        return len(encoded)
+        return length
 
 
 def task_name(sample: Sample) -> str:

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from minigptv2.checkpoints.pretrained import recover_interrupted_writes
 from minigptv2.config import get_preset
 from minigptv2.constants import IGNORE_INDEX
 from minigptv2.errors import MiniGPTv2Error
@@ -41,7 +42,7 @@ from minigptv2.train.checkpoint import (
     trainable_state,
     write_training_checkpoint,
 )
-from minigptv2.train.config import TrainConfig, resolve_precision
+from minigptv2.train.config import TrainConfig, init_folder, resolve_precision
 from minigptv2.train.data import (
     Collator,
     StepBatchSampler,
@@ -77,10 +78,18 @@ class NonFiniteLoss(RuntimeError):
 def train(config: TrainConfig, *, resume: bool = False) -> Path:
     """Run one stage; returns the folder of the exported model (``out_dir/model``)."""
     evaluation.check_eval_config(config)
+    init_folder(config.init_from)  # a missing starting model fails before anything is written
     world = init_world()
     out = Path(config.out_dir)
     if world.is_main:
         out.mkdir(parents=True, exist_ok=True)
+        # A run killed while writing a checkpoint or its export leaves staging folders (64 MB
+        # each for Shapes) that nothing else would ever remove.
+        for folder in (out / "checkpoints", out):
+            for change in recover_interrupted_writes(folder):
+                _say(world, f"{folder}: {change} (left by an interrupted write)")
+    barrier(world)  # the others list the checkpoints after rank 0 has tidied them
+    _warn_if_warmup_outlasts_the_run(world, config)
     torch.manual_seed(config.seed)
     model, tokenizer = _build_model(config, out, world)
     processor = Processor(tokenizer, model.config)
@@ -180,6 +189,21 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             log_file.close()
             _plot(world, out)
         close_world(world)
+
+
+def _warn_if_warmup_outlasts_the_run(world: World, config: TrainConfig) -> None:
+    """A short run (say ``steps=20`` on a stage config) never leaves the warm-up: it trains at a
+    fraction of the rate the config names, which looks like a model that does not learn."""
+    warmup = config.optim.warmup_steps
+    if config.steps >= warmup:
+        return
+    last = learning_rate(config.steps - 1, config.steps, config.optim)
+    _say(
+        world,
+        f"warning: steps={config.steps} is shorter than optim.warmup_steps={warmup}: the learning"
+        f" rate rises to {last:.2e} only, never to optim.lr={config.optim.lr:g}; pass"
+        " optim.warmup_steps=N (N < steps) for a short run",
+    )
 
 
 def _log(log_file: Any, record: dict[str, Any]) -> None:
@@ -299,7 +323,7 @@ def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv
     if config.init_from is not None:
         from minigptv2.checkpoints import load_pretrained
 
-        model, tokenizer = load_pretrained(config.init_from)
+        model, tokenizer = load_pretrained(init_folder(config.init_from))
     else:
         tokenizer = _from_scratch_tokenizer(config, out, world)
         preset = get_preset(config.model)

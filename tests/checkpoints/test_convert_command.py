@@ -7,7 +7,9 @@ import shutil
 import pytest
 import torch
 from checkpoint_helpers import logits_of, sample_inputs
+from PIL import Image
 
+from minigptv2.assistant import Assistant
 from minigptv2.checkpoints.pretrained import load_pretrained
 from minigptv2.cli import main
 
@@ -125,3 +127,35 @@ def test_convert_argument_combinations(released, tmp_path, capsys):
     assert "--base needs --checkpoint" in capsys.readouterr().err
     assert main([*released_args(released), "--merge-lora", "--trainable-only", *out]) == 2
     assert "drop --trainable-only" in capsys.readouterr().err
+
+
+def test_generate_takes_converts_image_size_and_answers_as_the_converted_folder(
+    released, tmp_path, capsys
+):
+    # The stand-in EVA is pretrained at 56 px; at 112 px the model reads 16 image tokens, not
+    # the 256 of the 448-px default, so ignoring --image-size would change every answer.
+    out = tmp_path / "converted"
+    assert main([*released_args(released), "--out", str(out)]) == 0
+    picture = tmp_path / "scene.png"
+    Image.new("RGB", (160, 120), (30, 60, 200)).save(picture)
+    ask = ["--image", str(picture), "--prompt", "[vqa] what is it?", "--max-new-tokens", "6"]
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), *ask, "--json"]) == 0
+    from_folder = capsys.readouterr().out
+    files = released_args(released)[1:]  # --eva … --image-size 112, without "convert"
+    assert main(["generate", *files, *ask, "--json"]) == 0
+    assert capsys.readouterr().out == from_folder
+    assistant = Assistant.load(
+        eva=released.eva, llama=released.llama, checkpoint=released.checkpoint, image_size=112
+    )
+    assert assistant.model.config.vision.image_size == 112
+
+
+def test_image_size_is_refused_for_a_saved_folder(released, tmp_path, capsys):
+    out = tmp_path / "converted"
+    assert main([*released_args(released), "--out", str(out)]) == 0
+    picture = tmp_path / "scene.png"
+    Image.new("RGB", (160, 120)).save(picture)
+    command = ["generate", "--model", str(out), "--image", str(picture), "--prompt", "hi"]
+    assert main([*command, "--image-size", "224"]) == 2
+    assert "--image-size and --vision-heads apply to the released files" in capsys.readouterr().err

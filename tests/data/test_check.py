@@ -115,3 +115,34 @@ def test_the_command_keeps_the_contract_in_a_fresh_process(tmp_path):
     )
     assert result.returncode == 1, result.stderr
     assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["line 4", "line 5"]
+
+
+def test_check_reports_rows_training_would_skip_as_too_long(tmp_path, capsys):
+    Image.new("RGB", (64, 32)).save(tmp_path / "img.png")
+    essay = " ".join(["word"] * 2000)  # far over the shipped model's max_txt_len of 256 tokens
+    rows = [good(), good(answer=essay), good(), json.dumps({"image": None, "conversation": [
+        {"user": essay, "assistant": "ok"}]})]  # fmt: skip
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    assert main(["data", "check", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in out] == ["line 2", "line 4"]
+    assert "training would skip this row: the answers take" in out[0]
+    assert "over max_txt_len 256" in out[0]
+    assert "-token context limit" in out[1]  # a prompt too long for the context
+
+
+def test_check_measures_rows_with_the_model_named(tmp_path, capsys, tokenizer, tiny_config):
+    from minigptv2.checkpoints import save_pretrained
+    from minigptv2.model import MiniGPTv2
+
+    # A model whose answers may be at most 8 tokens: a row the shipped model takes is too long.
+    model = save_pretrained(
+        MiniGPTv2(tiny_config.replace(max_txt_len=8)), tokenizer, tmp_path / "model", full=True
+    )
+    Image.new("RGB", (64, 32)).save(tmp_path / "img.png")
+    path = tmp_path / "data.jsonl"
+    path.write_text(good(answer="a red circle to the left of the blue square") + "\n")
+    assert main(["data", "check", str(path)]) == 0
+    assert main(["data", "check", str(path), "--model", str(model)]) == 1
+    assert "line 1: training would skip this row" in capsys.readouterr().out

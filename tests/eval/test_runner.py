@@ -77,3 +77,13 @@ def test_missing_data_is_a_clear_cli_error(tmp_path, capsys):
     args = ["eval", "--benchmark", "pope", "--split", "random", "--data-root", str(tmp_path)]
     assert main(args) == 2
     assert "coco_pope_random.json" in capsys.readouterr().err
+
+
+def test_predictions_hold_the_question_and_the_expected_answer(vsr_split, tmp_path):
+    out = tmp_path / "run"
+    runner.evaluate(ScriptedAssistant(reply), "vsr", "test", data_root=vsr_split, out=out)
+    records = [json.loads(line) for line in (out / runner.PREDICTIONS).read_text().splitlines()]
+    assert len(records) == 7
+    first = records[0]
+    assert first["question"].endswith("Statement 0.") and first["expected"] == {"label": False}
+    assert first["answer"] == "false" and first["image"] == str(vsr_split / "000000000000.jpg")

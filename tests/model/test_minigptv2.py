@@ -133,6 +133,16 @@ def test_full_size_model_on_meta_device_has_the_true_counts(capsys):
     assert summary["lora"] == {"params": 32 * 2 * (64 * 4096 + 4096 * 64), "trainable": True}
 
 
+def test_info_prints_the_total_parameter_count(capsys):
+    assert main(["info", "--preset", "shapes"]) == 0
+    # The shipped model's 5.6M (README): vision + projector + language model, all trained.
+    assert "total                  5,573,312  (5,573,312 trainable)" in capsys.readouterr().out
+    assert main(["info", "--preset", "minigptv2-7b"]) == 0
+    total = 986_975_872 + 2 * 1408 + 5632 * 4096 + 4096 + 6_738_415_616 + 32 * 2 * 2 * 64 * 4096
+    trainable = 5632 * 4096 + 4096 + 32 * 2 * 2 * 64 * 4096
+    assert f"total{total:>27,}  ({trainable:,} trainable)" in capsys.readouterr().out
+
+
 def test_bf16_keeps_trainable_parts_in_fp32(tiny_config):
     model = MiniGPTv2(tiny_config.replace(dtype="bfloat16"))
     groups = model.parameter_groups()

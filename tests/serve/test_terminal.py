@@ -9,6 +9,7 @@ from PIL import Image
 
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
+from minigptv2.data.shapes import make_sample
 from minigptv2.serve.terminal import (
     DEMO_MIN_OBJECTS,
     DEMO_TASKS,
@@ -213,6 +214,17 @@ def test_demo_seed_picks_another_test_scene(saved_model, tmp_path, capsys):
         assert f"  truth: {sample.turns[0].assistant}\n" in printed
 
 
+def test_demo_draws_into_its_own_folder_by_default(saved_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--model", str(saved_model), "--max-new-tokens", "2"]) == 0
+    assert sorted(path.name for path in (tmp_path / "demo").iterdir()) == [
+        "demo.png",
+        "demo_refer.png",
+    ]
+    assert not (tmp_path / "demo.png").exists()
+    assert f"grounded caption drawn in {Path('demo', 'demo.png')}" in capsys.readouterr().out
+
+
 def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
     afile = tmp_path / "demo.png"
     afile.write_bytes(b"keep me")
@@ -232,3 +244,39 @@ def test_demo_refuses_a_file_as_out_folder(saved_model, tmp_path, capsys):
 )
 def test_task_shortcuts(typed, sent):
     assert expand_shortcut(typed) == sent
+
+
+def test_generate_draws_into_a_folder_that_does_not_exist_yet(saved_model, picture, tmp_path):
+    out = tmp_path / "new" / "folder" / "drawn.png"
+    args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
+    assert main([*args, "--max-new-tokens", "3", "--draw", str(out)]) == 0
+    assert Image.open(out).size == (448, 336)
+
+
+def test_chat_saves_into_a_new_folder_and_keeps_the_session(tmp_path, monkeypatch, capsys):
+    # The shipped model grounds a Shapes scene, so the first answer has boxes to save.
+    scene = tmp_path / "scene.png"
+    make_sample(7, "test", task="refer").image.save(scene)
+    save_dir = tmp_path / "new" / "folder"
+    typed = "/grounding describe this image in detail\n/vqa how many shapes are there?\n/quit\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed))
+    args = ["chat", "--image", str(scene), "--max-new-tokens", "48", "--save-dir", str(save_dir)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"(boxes drawn in {save_dir / 'minigptv2_chat_1.png'})" in printed
+    assert Image.open(save_dir / "minigptv2_chat_1.png").size == (448, 448)
+    assert printed.count("assistant: ") == 2  # the second question was still answered
+
+
+def test_chat_that_cannot_save_says_so_and_goes_on(tmp_path, monkeypatch, capsys):
+    scene = tmp_path / "scene.png"
+    make_sample(7, "test", task="refer").image.save(scene)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # --save-dir under a file: no folder can be made there
+    typed = "/grounding describe this image in detail\n/vqa how many shapes are there?\n/quit\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(typed))
+    args = ["chat", "--image", str(scene), "--max-new-tokens", "48"]
+    assert main([*args, "--save-dir", str(blocker / "drawn")]) == 0
+    printed = capsys.readouterr().out
+    assert "error: cannot save the drawn answer to" in printed
+    assert printed.count("assistant: ") == 2

@@ -1,9 +1,13 @@
 import pathlib
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import nn
 
+from minigptv2.checkpoints.pretrained import recover_interrupted_writes
 from minigptv2.train import checkpoint
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -106,3 +110,39 @@ def test_a_state_file_of_the_wrong_shape_is_a_clear_error(tmp_path):
     torch.save({"weights": torch.zeros(2)}, path / checkpoint.STATE)
     with pytest.raises(checkpoint.CheckpointError, match="lacks step, optimizer, rng"):
         load_training_checkpoint(path, model, optimizer)
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from pathlib import Path
+from minigptv2.checkpoints.pretrained import atomic_directory
+with atomic_directory(Path(sys.argv[1])) as staging:
+    (staging / "trainable.safetensors").write_bytes(bytes(1000))
+    os.kill(os.getpid(), 9)  # as a SIGKILL mid-save: no clean-up code runs
+"""
+
+
+def test_writes_killed_mid_save_are_cleaned_up_and_complete_checkpoints_kept(tmp_path):
+    model, optimizer = model_and_optimizer(0)
+    for step in (1, 2):
+        save_training_checkpoint(tmp_path, step, model, optimizer)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_WRITE, str(tmp_path / "step_0000003")]
+    )
+    assert killed.returncode == -9
+    (partial,) = [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]
+    assert partial.startswith(".step_0000003.partial-")
+    # Killed between the two renames of a replacement: the previous save of step 4 is set aside
+    # and nothing took its place; a previous save of step 2 set aside, with step 2 in place.
+    shutil.copytree(tmp_path / "step_0000002", tmp_path / ".step_0000004.old-0123abcd")
+    shutil.copytree(tmp_path / "step_0000001", tmp_path / ".step_0000002.old-89abcdef")
+    (tmp_path / ".not-ours").mkdir()
+
+    changes = recover_interrupted_writes(tmp_path)
+    assert len(changes) == 3
+    names = sorted(path.name for path in tmp_path.iterdir())
+    assert names == [".not-ours", "step_0000001", "step_0000002", "step_0000004"]
+    other, other_optimizer = model_and_optimizer(1)
+    assert load_training_checkpoint(tmp_path / "step_0000004", other, other_optimizer) == 2
+    assert load_training_checkpoint(tmp_path / "step_0000002", other, other_optimizer) == 2
+    assert recover_interrupted_writes(tmp_path) == []

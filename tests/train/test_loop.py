@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,6 +7,7 @@ from PIL import Image
 
 from minigptv2.checkpoints import load_pretrained
 from minigptv2.cli import main
+from minigptv2.config import SHIPPED_MODEL
 from minigptv2.tasks import TASKS
 from minigptv2.train import loop
 from minigptv2.train.checkpoint import list_checkpoints
@@ -157,3 +159,44 @@ def test_gradient_checkpointing_trains_exactly_like_plain_backward(tmp_path, mon
     before, _ = load_pretrained(plain)
     after, _ = load_pretrained(tmp_path / "ckpt" / "run" / "model")
     torch.testing.assert_close(after.projector.linear.weight, before.projector.linear.weight)
+
+
+CONFIGS = Path(__file__).parents[2] / "configs" / "shapes"
+
+
+def test_finetune_config_trains_the_shipped_model_from_any_folder(tmp_path, monkeypatch, capsys):
+    # A fresh install has no runs/; the config names the model inside the package.
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    overrides = ["steps=2", "batch_size=4", "pieces=1", f"out_dir={out}"]
+    assert main(["train", "--config", str(CONFIGS / "finetune.yaml"), *overrides]) == 0
+    assert "steps=2 is shorter than optim.warmup_steps=20" in capsys.readouterr().out
+    tuned, _ = load_pretrained(out / "model")
+    shipped, _ = load_pretrained(SHIPPED_MODEL)
+    assert tuned.config == shipped.config
+    moved = tuned.projector.linear.weight - shipped.projector.linear.weight
+    assert moved.abs().max() > 0
+
+
+def test_a_missing_init_from_names_the_earlier_stage_and_the_shipped_model(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # no runs/shapes/stage2 here
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIGS / "stage3.yaml"), f"out_dir={out}"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: init_from runs/shapes/stage2/model is not a model folder")
+    assert "out_dir is runs/shapes/stage2" in error and "init_from=shipped" in error
+    assert "configs/shapes/finetune.yaml" in error
+    assert not out.exists()  # it failed before writing anything
+
+
+def test_a_run_starts_by_tidying_writes_an_earlier_kill_left(tmp_path, capsys):
+    folder = tmp_path / "run" / "checkpoints"
+    (folder / ".step_0000003.partial-0123abcd").mkdir(parents=True)
+    (folder / ".step_0000003.partial-0123abcd" / "state.pt").write_bytes(bytes(100))
+    (tmp_path / "run" / ".model.partial-89abcdef").mkdir()
+    loop.train(tiny_run(tmp_path, steps=1), resume=True)
+    assert "removed .step_0000003.partial-0123abcd" in capsys.readouterr().out
+    assert [path.name for path in folder.iterdir()] == ["step_0000001"]
+    assert not any(path.name.startswith(".model") for path in (tmp_path / "run").iterdir())
