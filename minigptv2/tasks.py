@@ -112,3 +112,63 @@ def with_task(task: str, text: str) -> str:
     if task not in TASKS:
         raise UnknownTaskError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     return f"[{task}] {text}"
+
+
+# Korean instruction pools: a project addition for the Shapes world (``minigptv2.data
+# .shapes_languages``), not the reference's. One translation per reference template, in the same
+# order, so a Korean sample draws the template its English twin draws. ``{이/가}``-style markers
+# after the slot are particles chosen by the filled-in word (``shapes_languages.compose``); after a
+# box only particles that never change (에, 의) are used.
+KOREAN_INSTRUCTION_POOLS: dict[str, tuple[str, ...]] = {
+    "vqa": (
+        "[vqa] {}",
+        "[vqa] 이미지를 보고 다음 질문에 짧게 답해 주세요: {}",
+    ),
+    "caption": tuple(
+        "[caption] " + text
+        for text in (
+            "이 이미지를 간단히 설명해 주세요.",
+            "이 이미지를 간결하게 묘사해 주세요.",
+            "이 이미지에 대한 짧은 설명을 제시해 주세요.",
+            "이 이미지를 몇 단어로 요약해 주세요.",
+            "짧은 이미지 캡션:",
+            "짧은 이미지 설명:",
+            "이 사진에는 ",
+            "이 이미지가 보여 주는 것은 ",
+            "이미지에 대한 짧은 설명을 써 주세요.",
+            "사진에 대한 설명을 써 주세요.",
+            "사진에 나타난 것을 설명해 주세요.",
+            "이미지의 내용을 간단히 설명해 주세요.",
+            "이미지에서 보이는 것을 간단히 설명해 줄 수 있나요?",
+            "사진에서 보이는 것을 몇 단어로 묘사해 줄 수 있나요?",
+            "그림을 짧게 묘사해 주세요.",
+            "이미지를 말로 짧게 설명해 주세요.",
+            "그림에서 무엇이 보이는지 몇 단어로 표현해 주세요.",
+        )
+    ),
+    "grounding": (
+        "[grounding] 이 이미지를 자세히 설명해 주세요",
+        "[grounding] 이 이미지를 최대한 자세하게 묘사해 주세요",
+        "[grounding] 이 이미지를 자세히 요약해 주세요",
+        "[grounding] 이 이미지에서 보이는 것을 빠짐없이 설명해 주세요",
+    ),
+    "refer": (
+        "[refer] {}",
+        "[refer] {}의 위치를 알려 주세요",
+        "[refer] {}{은/는} 어디에 있나요?",
+        "[refer] 이 이미지에서 {}의 위치를 알려 주세요",
+        "[refer] {}의 위치는",
+        "[refer] {}{이/가} 어디에 있는지 알려 주실 수 있나요?",
+        "[refer] {}{을/를} 어디에서 찾을 수 있나요?",
+    ),
+    "detection": ("[detection] {}",),
+    "identify": (
+        "[identify] {}",
+        "[identify] 이 위치 {}에 있는 물체는 무엇인가요?",
+        "[identify] 위치 {}에 있는 물체를 식별해 주세요",
+        "[identify] {} 안에 있는 것은 무엇인가요?",
+        "[identify] {}에 있는 이 물체를 설명해 주세요",
+        "[identify] 이 {}에 있는 것은",
+        "[identify] {}에 있는 물체는",
+    ),
+}

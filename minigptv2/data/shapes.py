@@ -63,17 +63,10 @@ from PIL import Image, ImageDraw
 
 from minigptv2.boxes import box_to_text, phrase_to_text
 from minigptv2.data.sample import Sample
+from minigptv2.data.shapes_languages import ENGLISH, Lexicon, compose, languages, sample_lexicon
 from minigptv2.errors import ConfigError
 from minigptv2.prompts import Turn
-from minigptv2.tasks import (
-    CAPTION_TEMPLATES,
-    DETECTION_TEMPLATES,
-    GROUNDING_TEMPLATES,
-    IDENTIFY_TEMPLATES,
-    REFER_TEMPLATES,
-    TASKS,
-    VQA_TEMPLATES,
-)
+from minigptv2.tasks import TASKS
 
 SOURCE = "shapes"
 SPLITS: tuple[str, ...] = ("train", "val", "test", "val-wide", "test-wide")
@@ -86,19 +79,8 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (40, 90, 230),
     "yellow": (245, 210, 30),
 }
-NUMBER_WORDS: tuple[str, ...] = (
-    "no",
-    "a",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-)
+# Caption counts in English (every lexicon has words up to the same count): "two blue squares".
+NUMBER_WORDS: tuple[str, ...] = ENGLISH.numbers
 # Position words pick the extreme object along an axis: (axis, sign), axis 0 = x, 1 = y.
 DIRECTIONS: dict[str, tuple[int, int]] = {
     "on the left": (0, -1),
@@ -161,6 +143,9 @@ class ShapesConfig:
     varied: float = 0.0
     sides: tuple[int, int] = (112, 448)
     aspect: tuple[float, float] = (0.5, 2.0)
+    # The language of every text: "en", "ko" (data.shapes_languages.LEXICONS), or "en+ko", each
+    # sample in one of them drawn by its index (``sample_lexicon``). Scenes do not depend on it.
+    language: str = "en"
 
     def __post_init__(self) -> None:
         for name in ("image_size", "min_objects", "max_objects", "min_object_size"):
@@ -201,6 +186,7 @@ class ShapesConfig:
             )
         _check_names("shapes", self.shapes, SHAPES)
         _check_names("colors", self.colors, tuple(PALETTE))
+        languages(self.language)
         self._check_held_out()  # first: an impossible split is the more basic mistake
         self._check_overlap()
         self._check_varied()
@@ -751,10 +737,11 @@ def clear_relations(
 
 def _relations_singling_out(
     target: ShapeObject, group: Sequence[ShapeObject], scene: Scene, gap: tuple[float, float]
-) -> list[str]:
-    """ "to the left of the blue square" and the like: relations to a landmark whose (colour, shape)
-    is unique in ``scene`` that ``target`` clearly has, while every other member of ``group`` is not
-    past the landmark in that direction at all (so the two differ by the whole margin)."""
+) -> list[tuple[str, ShapeObject]]:
+    """(relation, landmark) for "to the left of the blue square" and the like: relations to a
+    landmark whose (colour, shape) is unique in ``scene`` that ``target`` clearly has, while every
+    other member of ``group`` is not past the landmark in that direction at all (so the two
+    differ by the whole margin)."""
     found = []
     for landmark in scene.objects:
         if sum(obj.name == landmark.name for obj in scene.objects) != 1 or landmark is target:
@@ -763,7 +750,7 @@ def _relations_singling_out(
             axis, sign = RELATIONS[words]
             others = [obj for obj in group if obj is not target]
             if all(sign * (obj.center[axis] - landmark.center[axis]) <= 0 for obj in others):
-                found.append(f"{words} the {landmark.name}")
+                found.append((words, landmark))
     return found
 
 
@@ -774,6 +761,7 @@ def referring_expression(
     *,
     use_color: bool = True,
     use_shape: bool = True,
+    lexicon: Lexicon = ENGLISH,
 ) -> str | None:
     """The shortest expression that picks ``target`` alone out of ``scene``, or None.
 
@@ -781,64 +769,82 @@ def referring_expression(
     or "the red circle to the left of the blue square" (a relation to a uniquely named landmark
     that no other red circle has; a random one of all that apply). Without colour (to ask
     for it): "the circle", "the circle on the left". Without shape: "the red object", "the red
-    object on the left".
+    object on the left". In Korean: 원, 빨간 원, 왼쪽에 있는 빨간 원,
+    파란 사각형 왼쪽에 있는 빨간 원.
     """
     same_shape = [obj for obj in scene.objects if obj.shape == target.shape]
     same_color = [obj for obj in scene.objects if obj.color == target.color]
     same_both = [obj for obj in same_shape if obj.color == target.color]
+    words = lexicon.patterns
     if use_shape and use_color:
-        levels = [(f"the {target.shape}", same_shape), (f"the {target.name}", same_both)]
+        levels = [
+            (lexicon.shapes[target.shape], same_shape),
+            (lexicon.name(target.color, target.shape), same_both),
+        ]
     elif use_shape:
-        levels = [(f"the {target.shape}", same_shape)]
+        levels = [(lexicon.shapes[target.shape], same_shape)]
     elif use_color:
-        levels = [(f"the {target.color} object", same_color)]
+        colored = compose(words["colored_object"], color=lexicon.colors[target.color])
+        levels = [(colored, same_color)]
     else:
         raise ValueError("a referring expression needs colour, shape or both")
-    for expression, group in levels:
+    for noun, group in levels:
         if len(group) == 1:
-            return expression
-    expression, group = levels[-1]
+            return compose(words["the"], noun=noun)
+    noun, group = levels[-1]
+    expression = compose(words["the"], noun=noun)
     gap = relation_gaps(scene)
-    directions = _directions_singling_out(target, group, gap)
+    places: list[tuple[str, ShapeObject | None]] = [
+        (direction, None) for direction in _directions_singling_out(target, group, gap)
+    ]
     if use_color and use_shape:
         # A landmark names other objects' colours and shapes, so only the full form may use one.
-        directions += _relations_singling_out(target, group, scene, gap)
-    return f"{expression} {rng.choice(directions)}" if directions else None
+        places += _relations_singling_out(target, group, scene, gap)
+    if not places:
+        return None
+    place, landmark = rng.choice(places)
+    if landmark is None:
+        return compose(
+            words["positioned"], expression=expression, direction=lexicon.directions[place]
+        )
+    return compose(
+        words["related"],
+        expression=expression,
+        relation=lexicon.relations[place],
+        landmark=_definite_name(landmark, lexicon),
+    )
 
 
-def describe_groups(objects: Sequence[ShapeObject]) -> list[tuple[str, list[ShapeObject]]]:
-    """Noun phrases for the objects, look-alikes grouped: [("two blue squares", [obj, obj]), ...].
+def _definite_name(obj: ShapeObject, lexicon: Lexicon) -> str:
+    """``the red circle`` / ``빨간 원``."""
+    return compose(lexicon.patterns["the"], noun=lexicon.name(obj.color, obj.shape))
+
+
+def describe_groups(
+    objects: Sequence[ShapeObject], lexicon: Lexicon = ENGLISH
+) -> list[tuple[str, list[ShapeObject]]]:
+    """Noun phrases for the objects, look-alikes grouped: [("two blue squares", [obj, obj]), ...]
+    (``파란 사각형 두 개``).
 
     Groups are ordered by their leftmost member, so the order follows the objects' order.
     """
-    groups: dict[str, list[ShapeObject]] = {}
+    groups: dict[tuple[str, str], list[ShapeObject]] = {}
     for obj in objects:
-        groups.setdefault(obj.name, []).append(obj)
-    phrases = []
-    for name, members in groups.items():
-        count = len(members)
-        phrase = f"a {name}" if count == 1 else f"{NUMBER_WORDS[count]} {name}s"
-        phrases.append((phrase, members))
-    return phrases
+        groups.setdefault((obj.color, obj.shape), []).append(obj)
+    return [
+        (lexicon.counted(lexicon.name(*pair), len(members)), members)
+        for pair, members in groups.items()
+    ]
 
 
-def join_phrases(parts: Sequence[str]) -> str:
-    """Join noun phrases: ``a``, ``a and b``, ``a, b and c``."""
-    if len(parts) <= 2:
-        return " and ".join(parts)
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
+def join_phrases(parts: Sequence[str], lexicon: Lexicon = ENGLISH) -> str:
+    """Join noun phrases: ``a``, ``a and b``, ``a, b and c`` (``a와 b``, ``a, b와 c``)."""
+    return lexicon.join(list(parts))
 
 
-def caption(scene: Scene) -> str:
+def caption(scene: Scene, lexicon: Lexicon = ENGLISH) -> str:
     """The caption, e.g. ``a red circle and two blue squares``, left to right."""
-    return join_phrases([phrase for phrase, _ in describe_groups(scene.objects)])
-
-
-def _fill(template: str, expression: str) -> str:
-    # "where can I locate the {} ?" already has the article; avoid "the the circle".
-    if "the {}" in template and expression.startswith("the "):
-        expression = expression.removeprefix("the ")
-    return template.format(expression)
+    return join_phrases([phrase for phrase, _ in describe_groups(scene.objects, lexicon)], lexicon)
 
 
 def _left_to_right_boxes(objects: Sequence[ShapeObject]) -> list[PixelBox]:
@@ -849,13 +855,16 @@ def _left_to_right_boxes(objects: Sequence[ShapeObject]) -> list[PixelBox]:
 # Sample builders, one per task
 # --------------------------------------------------------------------------------------------------
 #
-# Every builder is ``(scene, rng) -> Sample`` with ``targets`` holding:
-#   "objects": [{"shape", "color", "box"}] left to right (boxes in pixels, ends exclusive)
-#   "answer":  the expected answer text
-#   "kind":    which question form was used (e.g. "count_color", "caption_to_phrases")
+# Every builder is ``(scene, rng, lexicon) -> Sample``; the lexicon (``shapes_languages``) words
+# what the builder decides, and the draws from ``rng`` do not depend on it. ``targets`` holds:
+#   "objects":  [{"shape", "color", "box"}] left to right (boxes in pixels, ends exclusive)
+#   "answer":   the expected answer text
+#   "kind":     which question form was used (e.g. "count_color", "caption_to_phrases")
+#   "language": the lexicon's code, "en" or "ko" (what the answer is scored as)
 # and, where the task has them: "boxes" (the boxes in the answer or the question, in pixels),
 # "phrases" ([(phrase, [box, ...])] for grounding and detection), "object" (index into
-# "objects"), "expression", "question" and "count" (VQA); conversations hold "tasks" and "turns".
+# "objects"), "expression", "question", "count" and "named" ([colour, shape] a count or existence
+# question names, None for any) (VQA); conversations hold "tasks" and "turns".
 
 
 class _NothingToAsk(Exception):
@@ -863,35 +872,46 @@ class _NothingToAsk(Exception):
 
 
 def _sample(
-    scene: Scene, task: str | None, instruction: str, answer: str, **targets: Any
+    scene: Scene,
+    task: str | None,
+    instruction: str,
+    answer: str,
+    lexicon: Lexicon,
+    **targets: Any,
 ) -> Sample:
-    targets = {"objects": [obj.to_json() for obj in scene.objects], "answer": answer, **targets}
+    targets = {
+        "objects": [obj.to_json() for obj in scene.objects],
+        "answer": answer,
+        **targets,
+        "language": lexicon.code,
+    }
     return Sample(render(scene), (Turn(instruction, answer),), task, SOURCE, targets)
 
 
-def _referable(scene: Scene, rng: random.Random, **attributes: bool):
+def _referable(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH, **attributes: bool):
     """(index, object, expression) for every object some expression singles out."""
     found = []
     for index, obj in enumerate(scene.objects):
-        expression = referring_expression(obj, scene, rng, **attributes)
+        expression = referring_expression(obj, scene, rng, lexicon=lexicon, **attributes)
         if expression is not None:
             found.append((index, obj, expression))
     return found
 
 
-def build_refer(scene: Scene, rng: random.Random) -> Sample:
+def build_refer(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[refer] where is the red circle ?`` -> ``{<x1><y1><x2><y2>}``."""
-    candidates = _referable(scene, rng)
+    candidates = _referable(scene, rng, lexicon)
     if not candidates:
         raise _NothingToAsk("no object has a unique referring expression")
     index, obj, expression = rng.choice(candidates)
-    instruction = _fill(rng.choice(REFER_TEMPLATES), expression)
+    instruction = lexicon.fill(rng.choice(lexicon.pools["refer"]), expression)
     answer = box_to_text(obj.box, scene.width, scene.height)
     return _sample(
         scene,
         "refer",
         instruction,
         answer,
+        lexicon,
         kind="refer",
         object=index,
         expression=expression,
@@ -899,19 +919,22 @@ def build_refer(scene: Scene, rng: random.Random) -> Sample:
     )
 
 
-def build_identify(scene: Scene, rng: random.Random) -> Sample:
+def build_identify(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[identify] what is it in {<..>}`` -> ``red circle``."""
     index = rng.randrange(len(scene.objects))
     obj = scene.objects[index]
     box = box_to_text(obj.box, scene.width, scene.height)
-    instruction = rng.choice(IDENTIFY_TEMPLATES).format(box)
+    instruction = lexicon.fill(rng.choice(lexicon.pools["identify"]), box)
+    answer = lexicon.name(obj.color, obj.shape)
     return _sample(
-        scene, "identify", instruction, obj.name, kind="identify", object=index, boxes=[obj.box]
-    )
+        scene, "identify", instruction, answer, lexicon, kind="identify", object=index,
+        boxes=[obj.box],
+    )  # fmt: skip
 
 
 # VQA question kinds: each returns (question, answer, extra targets) or None when the scene does not
-# allow it (then another kind is drawn).
+# allow it (then another kind is drawn). Counting and existence questions record the (colour,
+# shape) they name in "named" (None: any), so that scoring need not read the question's words.
 _Question = tuple[str, str, dict[str, Any]] | None
 
 
@@ -920,68 +943,79 @@ def _present_or_any(rng: random.Random, present: Sequence[str], every: Sequence[
     return rng.choice(present) if rng.random() < 0.7 else rng.choice(every)
 
 
-def _count_all(scene: Scene, rng: random.Random) -> _Question:
-    count = len(scene.objects)
-    return "how many shapes are there?", str(count), {"count": count}
+def _count(lexicon: Lexicon, kind: str, count: int, named: list[str | None], **words: str):
+    question = compose(lexicon.patterns[kind], **words)
+    return question, lexicon.count_answers[count], {"count": count, "named": named}
 
 
-def _count_color(scene: Scene, rng: random.Random) -> _Question:
+def _count_all(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
+    return _count(lexicon, "count_all", len(scene.objects), [None, None])
+
+
+def _count_color(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     color = _present_or_any(rng, [obj.color for obj in scene.objects], tuple(PALETTE))
     count = sum(obj.color == color for obj in scene.objects)
-    return f"how many {color} shapes are there?", str(count), {"count": count}
+    return _count(lexicon, "count_color", count, [color, None], color=lexicon.colors[color])
 
 
-def _count_shape(scene: Scene, rng: random.Random) -> _Question:
+def _count_shape(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     shape = _present_or_any(rng, [obj.shape for obj in scene.objects], SHAPES)
     count = sum(obj.shape == shape for obj in scene.objects)
-    return f"how many {shape}s are there?", str(count), {"count": count}
+    return _count(lexicon, "count_shape", count, [None, shape], shape=lexicon.shapes[shape])
 
 
-def _count_color_shape(scene: Scene, rng: random.Random) -> _Question:
+def _count_color_shape(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     every = [f"{color} {shape}" for color in PALETTE for shape in SHAPES]
-    name = _present_or_any(rng, [obj.name for obj in scene.objects], every)
-    count = sum(obj.name == name for obj in scene.objects)
-    return f"how many {name}s are there?", str(count), {"count": count}
+    color, shape = _present_or_any(rng, [obj.name for obj in scene.objects], every).split()
+    count = sum((obj.color, obj.shape) == (color, shape) for obj in scene.objects)
+    name = lexicon.name(color, shape)
+    return _count(lexicon, "count_color_shape", count, [color, shape], name=name)
 
 
-def _color_of(scene: Scene, rng: random.Random) -> _Question:
-    candidates = _referable(scene, rng, use_color=False)
+def _color_of(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
+    candidates = _referable(scene, rng, lexicon, use_color=False)
     if not candidates:
         return None
     index, obj, expression = rng.choice(candidates)
-    return f"what color is {expression}?", obj.color, {"object": index, "expression": expression}
+    question = compose(lexicon.patterns["color_of"], expression=expression)
+    return question, lexicon.color_answers[obj.color], {"object": index, "expression": expression}
 
 
-def _shape_of(scene: Scene, rng: random.Random) -> _Question:
-    candidates = _referable(scene, rng, use_shape=False)
+def _shape_of(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
+    candidates = _referable(scene, rng, lexicon, use_shape=False)
     if not candidates:
         return None
     index, obj, expression = rng.choice(candidates)
-    return f"what shape is {expression}?", obj.shape, {"object": index, "expression": expression}
+    question = compose(lexicon.patterns["shape_of"], expression=expression)
+    return question, lexicon.shapes[obj.shape], {"object": index, "expression": expression}
 
 
-def _color_at_box(scene: Scene, rng: random.Random) -> _Question:
+def _color_at_box(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     index = rng.randrange(len(scene.objects))
     obj = scene.objects[index]
     box = box_to_text(obj.box, scene.width, scene.height)
-    return f"what color is the object at {box}?", obj.color, {"object": index, "boxes": [obj.box]}
+    question = compose(lexicon.patterns["color_at_box"], box=box)
+    return question, lexicon.color_answers[obj.color], {"object": index, "boxes": [obj.box]}
 
 
-def _exists(scene: Scene, rng: random.Random) -> _Question:
+def _exists(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     present = {(obj.color, obj.shape) for obj in scene.objects}
     if rng.random() < 0.5:
         color, shape = rng.choice(sorted(present))
-        return f"is there a {color} {shape}?", "yes", {}
-    # Hard negatives: a present colour with a present shape it does not come in, so the question
-    # can only be answered by binding colour and shape to the same object.
-    absent = [(c, s) for c in PALETTE for s in SHAPES if (c, s) not in present]
-    colors, shapes = {c for c, _ in present}, {s for _, s in present}
-    swapped = [(c, s) for c, s in absent if c in colors and s in shapes]
-    color, shape = rng.choice(swapped if swapped and rng.random() < 0.7 else absent)
-    return f"is there a {color} {shape}?", "no", {}
+        answer = lexicon.yes
+    else:
+        # Hard negatives: a present colour with a present shape it does not come in, so the
+        # question can only be answered by binding colour and shape to the same object.
+        absent = [(c, s) for c in PALETTE for s in SHAPES if (c, s) not in present]
+        colors, shapes = {c for c, _ in present}, {s for _, s in present}
+        swapped = [(c, s) for c, s in absent if c in colors and s in shapes]
+        color, shape = rng.choice(swapped if swapped and rng.random() < 0.7 else absent)
+        answer = lexicon.no
+    question = compose(lexicon.patterns["exists"], name=lexicon.name(color, shape))
+    return question, answer, {"named": [color, shape]}
 
 
-def _relation(scene: Scene, rng: random.Random) -> _Question:
+def _relation(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Question:
     # Both objects are named by colour and shape, and only objects whose (colour, shape) is unique
     # take part: the question binds attributes to two objects before comparing their positions.
     named = [
@@ -1002,19 +1036,25 @@ def _relation(scene: Scene, rng: random.Random) -> _Question:
     true = rng.choice(relations)
     # Half the questions ask the true relation, half its opposite on the same (clear) axis.
     if rng.random() < 0.5:
-        words, answer = true, "yes"
+        words, answer = true, lexicon.yes
     else:
         axis, sign = RELATIONS[true]
         words = next(w for w, (a, s) in RELATIONS.items() if a == axis and s == -sign)
-        answer = "no"
-    question = f"is the {subject.name} {words} the {landmark.name}?"
+        answer = lexicon.no
+    question = compose(
+        lexicon.patterns["relation"],
+        subject=_definite_name(subject, lexicon),
+        relation=lexicon.relations[words],
+        landmark=_definite_name(landmark, lexicon),
+    )
     return question, answer, {"object": i, "landmark": j, "relation": words}
 
 
 # Attribute questions take ~60% of VQA (colour binding is the weak spot), counts ~25% and relations
 # (which bind two objects) the rest; a relation is often impossible (one object, look-alikes, or
 # centres too close), then another kind is drawn, so relations are ~10% of the questions asked.
-VQA_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Question]]] = {
+_Ask = Callable[[Scene, random.Random, Lexicon], _Question]
+VQA_KINDS: dict[str, tuple[float, _Ask]] = {
     "color_of": (0.19, _color_of),
     "color_at_box": (0.17, _color_at_box),
     "shape_of": (0.12, _shape_of),
@@ -1027,39 +1067,49 @@ VQA_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Question]]] 
 }
 
 
-def _first_possible(scene: Scene, rng: random.Random, kinds: Mapping[str, tuple[float, Any]]):
+def _first_possible(
+    scene: Scene, rng: random.Random, kinds: Mapping[str, tuple[float, Any]], lexicon: Lexicon
+):
     """Draw kinds by weight, without replacement, until one can be asked about the scene."""
     remaining = dict(kinds)
     while remaining:
         names = list(remaining)
         name = rng.choices(names, [remaining[n][0] for n in names])[0]
-        result = remaining.pop(name)[1](scene, rng)
+        result = remaining.pop(name)[1](scene, rng, lexicon)
         if result is not None:
             return name, result
     raise _NothingToAsk(f"none of {list(kinds)} can be asked about this scene")
 
 
-def build_vqa(scene: Scene, rng: random.Random) -> Sample:
+def build_vqa(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[vqa] what color is the circle?`` -> ``red`` (and counts, shapes, relations, yes/no)."""
-    kind, (question, answer, extra) = _first_possible(scene, rng, VQA_KINDS)
-    instruction = rng.choice(VQA_TEMPLATES).format(question)
-    return _sample(scene, "vqa", instruction, answer, kind=kind, question=question, **extra)
+    kind, (question, answer, extra) = _first_possible(scene, rng, VQA_KINDS, lexicon)
+    instruction = lexicon.fill(rng.choice(lexicon.pools["vqa"]), question)
+    return _sample(
+        scene, "vqa", instruction, answer, lexicon, kind=kind, question=question, **extra
+    )
 
 
-def build_caption(scene: Scene, rng: random.Random) -> Sample:
+def build_caption(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[caption] Briefly describe this image.`` -> ``a red circle and two blue squares``."""
-    return _sample(scene, "caption", rng.choice(CAPTION_TEMPLATES), caption(scene), kind="caption")
+    instruction = rng.choice(lexicon.pools["caption"])
+    return _sample(scene, "caption", instruction, caption(scene, lexicon), lexicon, kind="caption")
 
 
-def build_grounding(scene: Scene, rng: random.Random) -> Sample:
+def build_grounding(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[grounding] ...`` -> ``<p>a red circle</p> {<..>} and <p>a blue square</p> {<..>}``."""
-    phrases = [(f"a {obj.name}", [obj.box]) for obj in scene.objects]
-    answer = join_phrases([phrase_to_text(p, b, scene.width, scene.height) for p, b in phrases])
+    phrases = [
+        (lexicon.counted(lexicon.name(obj.color, obj.shape), 1), [obj.box]) for obj in scene.objects
+    ]
+    answer = join_phrases(
+        [phrase_to_text(p, b, scene.width, scene.height) for p, b in phrases], lexicon
+    )
     return _sample(
         scene,
         "grounding",
-        rng.choice(GROUNDING_TEMPLATES),
+        rng.choice(lexicon.pools["grounding"]),
         answer,
+        lexicon,
         kind="grounding",
         phrases=phrases,
         boxes=[obj.box for obj in scene.objects],
@@ -1075,36 +1125,45 @@ def _phrase_query(phrase: str, members: Sequence[ShapeObject]) -> _Query:
     return phrase, [(phrase, _left_to_right_boxes(members))]
 
 
-def _shape_class(scene: Scene, rng: random.Random) -> _Query:
+def _every(lexicon: Lexicon, noun: str) -> str:
+    """``circles``, ``red shapes`` / ``모든 원``, ``모든 빨간 도형``: every instance of a kind."""
+    return compose(lexicon.patterns["every"], noun=noun)
+
+
+def _shape_class(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Query:
     shape = rng.choice(sorted({obj.shape for obj in scene.objects}))
-    return _phrase_query(f"{shape}s", [obj for obj in scene.objects if obj.shape == shape])
+    members = [obj for obj in scene.objects if obj.shape == shape]
+    return _phrase_query(_every(lexicon, lexicon.shapes[shape]), members)
 
 
-def _color_group(scene: Scene, rng: random.Random) -> _Query:
+def _color_group(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Query:
     color = rng.choice(sorted({obj.color for obj in scene.objects}))
-    return _phrase_query(f"{color} shapes", [obj for obj in scene.objects if obj.color == color])
+    members = [obj for obj in scene.objects if obj.color == color]
+    noun = compose(lexicon.patterns["colored_shape"], color=lexicon.colors[color])
+    return _phrase_query(_every(lexicon, noun), members)
 
 
-def _color_shape(scene: Scene, rng: random.Random) -> _Query:
+def _color_shape(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Query:
     name = rng.choice(sorted({obj.name for obj in scene.objects}))
-    return _phrase_query(f"{name}s", [obj for obj in scene.objects if obj.name == name])
+    members = [obj for obj in scene.objects if obj.name == name]
+    return _phrase_query(_every(lexicon, lexicon.name(*name.split())), members)
 
 
-def _unique_expression(scene: Scene, rng: random.Random) -> _Query:
-    candidates = _referable(scene, rng)
+def _unique_expression(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Query:
+    candidates = _referable(scene, rng, lexicon)
     if not candidates:
         return None
     _, obj, expression = rng.choice(candidates)
     return _phrase_query(expression, [obj])
 
 
-def _caption_to_phrases(scene: Scene, rng: random.Random) -> _Query:
-    groups = describe_groups(scene.objects)
-    query = join_phrases([phrase for phrase, _ in groups])
+def _caption_to_phrases(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> _Query:
+    groups = describe_groups(scene.objects, lexicon)
+    query = join_phrases([phrase for phrase, _ in groups], lexicon)
     return query, [(phrase, _left_to_right_boxes(members)) for phrase, members in groups]
 
 
-DETECTION_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Query]]] = {
+DETECTION_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random, Lexicon], _Query]]] = {
     "shape_class": (0.20, _shape_class),  # "circles": every instance of a class
     "color_group": (0.20, _color_group),  # "red shapes": grouping by colour alone
     "color_shape": (0.20, _color_shape),  # "red circles": colour bound to shape
@@ -1113,39 +1172,41 @@ DETECTION_KINDS: dict[str, tuple[float, Callable[[Scene, random.Random], _Query]
 }
 
 
-def build_detection(scene: Scene, rng: random.Random) -> Sample:
+def build_detection(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """``[detection] red shapes`` -> ``<p>red shapes</p> {<..>}<delim>{<..>}``.
 
     The caption form (``[detection] a red circle and two blue squares``) answers each noun phrase
     of the caption with its boxes, phrases separated by a space.
     """
-    kind, (query, phrases) = _first_possible(scene, rng, DETECTION_KINDS)
+    kind, (query, phrases) = _first_possible(scene, rng, DETECTION_KINDS, lexicon)
     answer = " ".join(phrase_to_text(p, b, scene.width, scene.height) for p, b in phrases)
-    instruction = rng.choice(DETECTION_TEMPLATES).format(query)
+    instruction = lexicon.fill(rng.choice(lexicon.pools["detection"]), query)
     return _sample(
         scene,
         "detection",
         instruction,
         answer,
+        lexicon,
         kind=kind,
         phrases=phrases,
         boxes=[box for _, boxes in phrases for box in boxes],
     )
 
 
-def build_conversation(scene: Scene, rng: random.Random) -> Sample:
+def build_conversation(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """2-3 turns of different tasks about one image (the paper's stage-3 multi-task conversations).
 
     The image slot goes into the first turn only, when the conversation is rendered; ``targets``
     holds the tasks and each turn's own targets under "tasks" and "turns".
     """
     tasks = rng.sample(TASKS, rng.choice((2, 3)))
-    turns = [TASK_BUILDERS[task](scene, rng) for task in tasks]
+    turns = [TASK_BUILDERS[task](scene, rng, lexicon) for task in tasks]
     targets = {
         "objects": [obj.to_json() for obj in scene.objects],
         "kind": CONVERSATION,
         "tasks": tasks,
         "turns": [turn.targets for turn in turns],
+        "language": lexicon.code,
     }
     return Sample(
         turns[0].image, tuple(t for sample in turns for t in sample.turns), None, SOURCE, targets
@@ -1157,19 +1218,10 @@ def build_conversation(scene: Scene, rng: random.Random) -> Sample:
 # training scenes' captions, where "blue triangle" never occurs, and learns that "triangle" never
 # follows "blue". These rows name every (colour, shape) pair, with no image, so that naming a
 # held-out pair depends on seeing it, not on a phrase the language model was taught is impossible.
-_LANGUAGE_LISTS = (
-    "List some coloured shapes.",
-    "Name a few shapes and their colours.",
-    "Write a phrase about coloured shapes.",
-)
-_LANGUAGE_QUESTIONS = (
-    ("what colour is a {}?", "color"),
-    ("what shape is a {}?", "shape"),
-    ("name the {} again.", "name"),
-)
+# The requests are the lexicon's ``language_lists`` and ``language_questions``.
 
 
-def build_language(scene: Scene, rng: random.Random) -> Sample:
+def build_language(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """A text-only request (no image; ``scene`` is unused) over all colour-shape pairs: a list
     like ``a blue triangle and two red squares``, or a question that parses one phrase."""
     pairs = [(color, shape) for color in PALETTE for shape in SHAPES]
@@ -1177,19 +1229,24 @@ def build_language(scene: Scene, rng: random.Random) -> Sample:
         chosen = rng.sample(pairs, rng.randint(1, 4))
         counts = [rng.choice((1, 1, 2, 3)) for _ in chosen]
         phrases = [
-            f"a {c} {s}" if n == 1 else f"{NUMBER_WORDS[n]} {c} {s}s"
-            for (c, s), n in zip(chosen, counts, strict=True)
+            lexicon.counted(lexicon.name(c, s), n) for (c, s), n in zip(chosen, counts, strict=True)
         ]
-        turn = Turn(rng.choice(_LANGUAGE_LISTS), join_phrases(phrases))
+        turn = Turn(rng.choice(lexicon.language_lists), join_phrases(phrases, lexicon))
     else:
         color, shape = rng.choice(pairs)
-        question, asked = rng.choice(_LANGUAGE_QUESTIONS)
-        answer = {"color": color, "shape": shape, "name": f"{color} {shape}"}[asked]
-        turn = Turn(question.format(f"{color} {shape}"), answer)
-    return Sample(None, (turn,), None, SOURCE, {"kind": LANGUAGE, "answer": turn.assistant})
+        question, asked = rng.choice(lexicon.language_questions)
+        name = lexicon.name(color, shape)
+        answer = {
+            "color": lexicon.color_answers[color],
+            "shape": lexicon.shapes[shape],
+            "name": name,
+        }[asked]
+        turn = Turn(lexicon.fill(question, name), answer)
+    targets = {"kind": LANGUAGE, "answer": turn.assistant, "language": lexicon.code}
+    return Sample(None, (turn,), None, SOURCE, targets)
 
 
-TASK_BUILDERS: dict[str, Callable[[Scene, random.Random], Sample]] = {
+TASK_BUILDERS: dict[str, Callable[[Scene, random.Random, Lexicon], Sample]] = {
     "vqa": build_vqa,
     "caption": build_caption,
     "grounding": build_grounding,
@@ -1199,6 +1256,7 @@ TASK_BUILDERS: dict[str, Callable[[Scene, random.Random], Sample]] = {
     CONVERSATION: build_conversation,
     LANGUAGE: build_language,
 }
+
 
 # Sampling weights of the default training mixture (see the calibration note). Localisation was
 # learned steadily by the naive model; colour binding never was, so attribute-heavy tasks lead.
@@ -1248,13 +1306,16 @@ def make_sample(
 
     The scene depends only on (split, index, config), so every task sees the same scenes. With
     ``task`` None the task (or "conversation") is drawn by the ``mix`` weights (default
-    ``SHAPES_MIX``).
+    ``SHAPES_MIX``). ``config.language`` changes the words only: the Korean sample ``i`` says in
+    Korean what the English one says.
     """
     config = config if config is not None else ShapesConfig()
     _check_split(split)
     if index < 0:
         raise IndexError(f"Shapes sample index must be >= 0, got {index}")
-    rng = random.Random(f"{split}:{index}")
+    stream = f"{split}:{index}"
+    rng = random.Random(stream)
+    lexicon = sample_lexicon(config.language, stream)
     scene = make_split_scene(rng, config, split)
     if task is None:
         mix = SHAPES_MIX if mix is None else mix
@@ -1264,7 +1325,7 @@ def make_sample(
     _check_task(task)
     while True:
         try:
-            return TASK_BUILDERS[task](scene, rng)
+            return TASK_BUILDERS[task](scene, rng, lexicon)
         except _NothingToAsk:
             # Rare (e.g. four red circles in a 2x2 grid); a new scene from the same stream.
             scene = make_split_scene(rng, config, split)
@@ -1287,7 +1348,9 @@ def make_pack(
             f"a pack holds single-task questions about its image; leave {' and '.join(OWN_ROWS)} "
             "out of its mix"
         )
-    rng = random.Random(f"{split}:pack:{index}")
+    stream = f"{split}:pack:{index}"
+    rng = random.Random(stream)
+    lexicon = sample_lexicon(config.language, stream)  # one language per pack
     names = list(mix)
     weights = [mix[name] for name in names]
     while True:
@@ -1296,7 +1359,8 @@ def make_pack(
         # A scene that offers nothing for the drawn tasks (rare) is replaced, as in make_sample.
         for _ in range(4 * size):
             try:
-                samples.append(TASK_BUILDERS[rng.choices(names, weights)[0]](scene, rng))
+                task = rng.choices(names, weights)[0]
+                samples.append(TASK_BUILDERS[task](scene, rng, lexicon))
             except _NothingToAsk:
                 continue
             if len(samples) == size:
@@ -1305,6 +1369,7 @@ def make_pack(
                     "kind": "packed",
                     "tasks": [sample.task for sample in samples],
                     "turns": [sample.targets for sample in samples],
+                    "language": lexicon.code,
                 }
                 turns = tuple(sample.turns[0] for sample in samples)
                 return Sample(samples[0].image, turns, None, SOURCE, targets, packed=True)

@@ -41,13 +41,15 @@ class Source:
     """Where a benchmark's files are and how much of it to run.
 
     ``data_root`` holds the annotation files, ``images`` the image files (defaults to
-    ``data_root``); ``limit`` keeps the first N questions (None: all).
+    ``data_root``); ``limit`` keeps the first N questions (None: all); ``language`` is the
+    language the questions are asked in (one of the benchmark's ``languages``).
     """
 
     split: str
     data_root: Path | None = None
     images: Path | None = None
     limit: int | None = None
+    language: str = "en"
 
     def annotations(self, benchmark: str, hint: str) -> Path:
         if self.data_root is None:
@@ -83,6 +85,8 @@ class Benchmark:
     numbers: tuple[str, ...] = ()
     # Benchmarks scored without free generation (IconVQA ranks choices) answer batches here.
     answer: Callable[[Assistant, list[Item]], list[str]] | None = field(default=None)
+    # Languages its questions can be asked in (``Source.language``); the first is the default.
+    languages: tuple[str, ...] = ("en",)
 
 
 # -- reading files ---------------------------------------------------------------------------

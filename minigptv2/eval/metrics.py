@@ -20,7 +20,7 @@ An answer that cannot be parsed is passed as ``None`` and always counts as a mis
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -277,9 +277,63 @@ def _normalise_answer(text: str) -> str:
     return " ".join(word for word in text.split() if word not in _ARTICLES)
 
 
-def exact_match(predicted: str, target: str) -> bool:
-    """Case-, punctuation- and article-insensitive equality ("The dog." == "dog")."""
-    return _normalise_answer(predicted) == _normalise_answer(target)
+# Korean short answers (the Shapes world's, minigptv2.data.shapes_languages.KOREAN). Spacing is
+# dropped, as writers space Korean differently ("빨간 원" / "빨간원", "두 개" / "두개"). First one
+# polite or copula ending is dropped ("빨간색이에요", "원입니다", "두 개요", "아니에요"); then yes
+# and no take their common variants, a count is a number whatever its form ("두 개", "2개",
+# "둘", "2"), and "없어요"-like answers are 0. Particles and other words stay, and a colour must
+# be named as the answer key names it ("빨간색", not "빨강").
+_KOREAN_YES = frozenset({"네", "예", "응"})
+_KOREAN_NO = frozenset({"아니요", "아니오", "아뇨", "아니"})
+_KOREAN_NONE = frozenset({"없어", "없음", "없습니다", "하나도없어", "영"})
+_KOREAN_ENDINGS = ("입니다", "이에요", "이어요", "예요", "에요", "이요", "이야", "이다", "요")
+_KOREAN_NUMERALS = ("한", "두", "세", "네", "다섯", "여섯", "일곱", "여덟", "아홉", "열")
+_KOREAN_ALONE = ("하나", "둘", "셋", "넷", "다섯", "여섯", "일곱", "여덟", "아홉", "열")
+_KOREAN_COUNTS = {
+    **{f"{numeral}개": str(n) for n, numeral in enumerate(_KOREAN_NUMERALS, start=1)},
+    **{word: str(n) for n, word in enumerate(_KOREAN_ALONE, start=1)},
+}
+_DIGITS = re.compile(r"(\d+)개?")
+
+
+def normalise_korean_answer(text: str) -> str:
+    """A Korean short answer as Shapes scores it: ``"두 개예요."`` -> ``"2"``, ``"빨간 원이에요"``
+    -> ``"빨간원"``, ``"예"`` -> ``"네"``, ``"없어요"`` -> ``"0"`` (rules in the comment above)."""
+    compact = "".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    for ending in _KOREAN_ENDINGS:
+        if compact.endswith(ending) and len(compact) > len(ending):
+            compact = compact.removesuffix(ending)
+            break
+    if compact in _KOREAN_YES:
+        return "네"
+    if compact in _KOREAN_NO:
+        return "아니요"
+    if compact in _KOREAN_NONE:
+        return "0"
+    if compact in _KOREAN_COUNTS:
+        return _KOREAN_COUNTS[compact]
+    if digits := _DIGITS.fullmatch(compact):
+        return str(int(digits.group(1)))
+    return compact
+
+
+# How an answer is normalised before exact matching, per language of the answer key.
+ANSWER_NORMALISERS: dict[str, Callable[[str], str]] = {
+    "en": _normalise_answer,
+    "ko": normalise_korean_answer,
+}
+
+
+def exact_match(predicted: str, target: str, language: str = "en") -> bool:
+    """Equality after the ``language``'s normalisation: English is case-, punctuation- and
+    article-insensitive ("The dog." == "dog"); Korean is ``normalise_korean_answer``."""
+    if language not in ANSWER_NORMALISERS:
+        raise ValueError(
+            f"no answer normalisation for language {language!r}; known: "
+            f"{', '.join(ANSWER_NORMALISERS)}"
+        )
+    normalise = ANSWER_NORMALISERS[language]
+    return normalise(predicted) == normalise(target)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -48,14 +48,22 @@ BENCHMARKS: dict[str, Benchmark] = {
 PREDICTIONS = "predictions.jsonl"
 
 
-def get_benchmark(name: str, split: str | None = None) -> Benchmark:
-    """The benchmark called ``name``, checking ``split`` (None: any) is one of its splits."""
+def get_benchmark(name: str, split: str | None = None, language: str | None = None) -> Benchmark:
+    """The benchmark called ``name``, checking ``split`` and ``language`` (None: any) are among
+    its splits and languages."""
     if name not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
     benchmark = BENCHMARKS[name]
     if split is not None and split not in benchmark.splits:
         raise ConfigError(
             f"{name} has no split {split!r}; use --split with one of {', '.join(benchmark.splits)}"
+        )
+    if language is not None and language not in benchmark.languages:
+        others = [n for n, b in BENCHMARKS.items() if language in b.languages]
+        raise ConfigError(
+            f"{name} is asked in {', '.join(benchmark.languages)} only, not {language!r}; use "
+            f"--language {benchmark.languages[0]}"
+            + (f" (in {language}: {', '.join(others)})" if others else "")
         )
     return benchmark
 
@@ -72,17 +80,22 @@ def evaluate(
     identity: str = "",
     data_root: Path | None = None,
     images: Path | None = None,
+    language: str = "en",
 ) -> dict[str, Any]:
     """Score ``assistant`` on one benchmark split; returns the summary (fractions in [0, 1]).
 
-    ``limit`` keeps the first N questions (Shapes: N per task; ``per_task`` is its old name).
+    ``limit`` keeps the first N questions (Shapes: N per task; ``per_task`` is its old name);
+    ``language`` the language the questions are asked in (Shapes: en or ko).
     """
-    bench = get_benchmark(benchmark, split)
+    bench = get_benchmark(benchmark, split, language)
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    source = Source(split, data_root, images, limit if limit is not None else per_task)
+    limit = limit if limit is not None else per_task
+    source = Source(split, data_root, images, limit, language)
     items = bench.load(source)
-    identity = f"{identity} | {benchmark} {split}"
+    # A folder of English predictions keeps its identity of before languages existed.
+    asked = "" if language == bench.languages[0] else f" {language}"
+    identity = f"{identity} | {benchmark} {split}{asked}"
     records = _previous(out, identity) if out is not None else {}
     todo = [item for item in items if item.key not in records]
     with tqdm(
@@ -106,7 +119,7 @@ def evaluate(
                 _append(out / PREDICTIONS, new)
             bar.update(len(batch))
     summary = bench.summarise([records[item.key] for item in items])
-    summary.update(benchmark=benchmark, split=split)
+    summary.update(benchmark=benchmark, split=split, language=language)
     paper = paper_numbers(benchmark, split)
     if paper:
         summary["paper"] = paper
@@ -190,7 +203,8 @@ def markdown_table(summary: dict[str, Any]) -> str:
     bench = BENCHMARKS[summary["benchmark"]]
     paper = summary.get("paper", {})
     lines = [
-        f"### {summary['benchmark']} {summary['split']}",
+        f"### {summary['benchmark']} {summary['split']}"
+        + ("" if summary.get("language", "en") == "en" else f" ({summary['language']})"),
         "",
         "| metric | ours | MiniGPT-v2 (paper) | MiniGPT-v2-chat (paper) |",
         "|---|---|---|---|",

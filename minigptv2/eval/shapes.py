@@ -9,6 +9,12 @@ Tasks and metrics (all fractions in [0, 1]):
 * ``refer``     — Acc@0.5: the first box of the answer has IoU >= 0.5 with the target.
 * ``vqa``       — exact match after lower-casing and dropping articles/punctuation.
 * ``identify``  — exact match of the object's name ("red circle").
+
+Languages: ``--language ko`` asks the same questions about the same scenes in Korean
+(``minigptv2.data.shapes_languages``; Korean item ``i`` is the translation of English item
+``i``), so the two sets of scores compare item by item. Korean answers of vqa and identify are
+exact-matched after ``minigptv2.eval.metrics.normalise_korean_answer`` (spacing, punctuation, one
+polite or copula ending, yes/no variants, counts in any form); the box tasks score boxes only.
 * ``detection`` — F1 of all answer boxes against all target boxes (one-to-one, IoU >= 0.5).
 * ``grounding`` — recall@0.5 of the scene's objects among the grounded caption's boxes.
 
@@ -34,13 +40,13 @@ grounding, objects: the unit its recall is over). A subset with nothing in it sc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from minigptv2.boxes import parse_box, parse_grounding
 from minigptv2.data.sample import Sample
-from minigptv2.data.shapes import HELD_OUT, evaluation_set
+from minigptv2.data.shapes import HELD_OUT, ShapesConfig, evaluation_set
+from minigptv2.data.shapes_languages import LEXICONS
 from minigptv2.eval.benchmark import Benchmark, BenchmarkDataError, Item, Source
 from minigptv2.eval.metrics import Matching, exact_match, matched_targets, refer_correct
 
@@ -51,11 +57,12 @@ DEFAULT_PER_TASK = 200
 HEADLINE = ("refer_acc50", "vqa_acc", "identify_acc", "detection_f1", "grounding_recall50")
 
 
-def items(split: str, per_task: int) -> list[Item]:
-    """``per_task`` fixed questions of every task, the same on every machine."""
+def items(split: str, per_task: int, language: str = "en") -> list[Item]:
+    """``per_task`` fixed questions of every task in ``language``, the same on every machine."""
+    config = ShapesConfig(language=language)
     result = []
     for task in MAX_NEW_TOKENS:
-        for index, sample in enumerate(evaluation_set(task, per_task, split=split)):
+        for index, sample in enumerate(evaluation_set(task, per_task, split=split, config=config)):
             result.append(_item(task, index, sample))
     return result
 
@@ -67,7 +74,7 @@ def _item(task: str, index: int, sample: Sample) -> Item:
 
 def load(source: Source) -> list[Item]:
     """``--limit`` questions of every task (default 200); no files needed."""
-    return items(source.split, source.limit or DEFAULT_PER_TASK)
+    return items(source.split, source.limit or DEFAULT_PER_TASK, source.language)
 
 
 # -- which targets are unseen ---------------------------------------------------------------------
@@ -83,10 +90,6 @@ def _box_objects(target: dict[str, Any]) -> list[dict[str, Any]]:
     return [by_box[tuple(box)] for box in target["boxes"]]
 
 
-_COUNT = re.compile(r"how many (?:(\w+) )?(\w+)s are there\?")
-_EXISTS = re.compile(r"is there a (\w+) (\w+)\?")
-
-
 def _vqa_unseen(target: dict[str, Any]) -> bool:
     """Whether a VQA question involves a held-out pair (module docstring)."""
     objects = target["objects"]
@@ -95,15 +98,8 @@ def _vqa_unseen(target: dict[str, Any]) -> bool:
         if "landmark" in target:
             involved.append(objects[target["landmark"]])
         return any(_held_out(obj) for obj in involved)
-    question = target["question"]
-    if exists := _EXISTS.fullmatch(question):
-        return exists.groups() in HELD_OUT
-    count = _COUNT.fullmatch(question)
-    if count is None:
-        raise BenchmarkDataError(f"unexpected Shapes VQA question {question!r}")
-    color, shape = count.groups()
-    if shape == "shape":  # "how many shapes" / "how many red shapes"
-        shape = None
+    # A count or existence question: the (colour, shape) it names, None for any.
+    color, shape = target["named"]
     counted = [
         obj
         for obj in objects
@@ -143,7 +139,7 @@ def _text(item: Item, answer: str, width: int, height: int) -> dict[str, Any]:
         unseen = _held_out(item.target["objects"][item.target["object"]])
     return {
         "parsed": True,
-        "correct": exact_match(answer, item.target["answer"]),
+        "correct": exact_match(answer, item.target["answer"], item.target["language"]),
         "unseen": unseen,
     }
 
@@ -251,6 +247,7 @@ BENCHMARK = Benchmark(
     # val-wide / test-wide: held-out scenes of 160-800 px a side at aspect 1:2 to 2:1, which the
     # model squashes to its square input (minigptv2.data.shapes.WORLDS["wide"]).
     splits=("test", "val", "test-wide", "val-wide"),
+    languages=tuple(LEXICONS),
     load=load,
     score=score,
     summarise=summarise,

@@ -332,6 +332,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, help="evaluate the first N questions (Shapes: per task, default 200)"
     )
+    parser.add_argument(
+        "--language",
+        default="en",
+        help="the language questions are asked in: en; shapes also ko, the same "
+        "scenes and questions in Korean",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="questions per forward pass")
     parser.add_argument("--data-root", type=Path, help="folder with the benchmark's annotations")
     parser.add_argument("--images", type=Path, help="folder with its images (default: data root)")
@@ -345,7 +351,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from minigptv2.eval.runner import evaluate, get_benchmark, markdown_table
 
     split = args.split or get_benchmark(args.benchmark).splits[0]
-    get_benchmark(args.benchmark, split)
+    get_benchmark(args.benchmark, split, args.language)
     assistant = load_assistant(args)  # after the names are checked: a typo fails in a second
     identity = str(args.model or args.checkpoint or "shipped")
     summary = evaluate(
@@ -358,6 +364,7 @@ def run_eval(args: argparse.Namespace) -> int:
         identity=identity,
         data_root=args.data_root,
         images=args.images,
+        language=args.language,
     )
     print(json.dumps(summary) if args.json else markdown_table(summary))
     return 0

@@ -44,6 +44,10 @@ class DataConfig:
     # Shapes only: the world its scenes are drawn in (data.shapes.WORLDS), e.g. "varied" for
     # scenes of many sizes and aspect ratios beside the square ones.
     world: str = "square"
+    # Shapes only: the language of its text (data.shapes_languages): "en", "ko", or "en+ko" for
+    # each sample in one of the two, drawn by its index. The from-scratch tokenizer learns its
+    # pieces from this stage's data, so a Korean run gets Hangul pieces.
+    language: str = "en"
 
     def __post_init__(self) -> None:
         if self.pack < 1:
@@ -62,6 +66,13 @@ class DataConfig:
         if self.world != "square" and self.source != "shapes":
             raise ConfigError(
                 f"data.world applies to the Shapes source only; remove it for {self.source!r}"
+            )
+        from minigptv2.data.shapes_languages import languages
+
+        languages(self.language)
+        if self.language != "en" and self.source != "shapes":
+            raise ConfigError(
+                f"data.language applies to the Shapes source only; remove it for {self.source!r}"
             )
 
 
@@ -101,6 +112,8 @@ class TrainConfig:
     eval_items: int = 50
     eval_benchmark: str = "shapes"
     eval_split: str = "val"
+    # The language its questions are asked in (the Shapes benchmark: en or ko).
+    eval_language: str = "en"
     seed: int = 42
     # The tokenizer trained for a from-scratch model (ignored with init_from): its vocabulary
     # size and how many rendered samples it is trained on.

@@ -31,11 +31,12 @@ STREAM_SIZE = 10**12
 def _shapes(config: DataConfig, split: str, seed: int) -> Mixture:
     """One dataset per task, drawn by ``mix``; with ``pack`` > 1, rows of that many single-task
     questions about one scene (tasks drawn by ``mix``) instead, beside conversations and
-    text-only rows, which are rows of their own and keep their share of rows."""
+    text-only rows, which are rows of their own and keep their share of rows. Scenes come from
+    the world ``world``, text in ``language``."""
     from minigptv2.data.shapes import OWN_ROWS, SHAPES_MIX, WORLDS, ShapesDataset, ShapesPacks
 
     ratios = config.mix if config.mix is not None else SHAPES_MIX
-    world = WORLDS[config.world]
+    world = replace(WORLDS[config.world], language=config.language)
     if config.pack == 1:
         tasks = {task: ShapesDataset(split, STREAM_SIZE, world, task=task) for task in ratios}
         return Mixture(tasks, ratios, seed)

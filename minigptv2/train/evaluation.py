@@ -39,6 +39,12 @@ def check_eval_config(config: TrainConfig) -> None:
             f"{config.eval_benchmark} has no split {config.eval_split!r}; set eval_split to one "
             f"of {', '.join(splits)}"
         )
+    languages = getattr(BENCHMARKS[config.eval_benchmark], "languages", ("en",))
+    if config.eval_language not in languages:
+        raise ConfigError(
+            f"{config.eval_benchmark} is asked in {', '.join(languages)} only; set eval_language "
+            f"to one of them, not {config.eval_language!r}"
+        )
 
 
 def due(step: int, config: TrainConfig) -> bool:
@@ -62,6 +68,7 @@ def evaluate_model(model: MiniGPTv2, processor: Processor, config: TrainConfig) 
                 config.eval_split,
                 per_task=config.eval_items,
                 batch_size=EVAL_BATCH,
+                language=config.eval_language,
             )
     finally:
         # MiniGPTv2.train keeps a frozen vision encoder in eval mode.

@@ -11,6 +11,7 @@ from minigptv2.eval.metrics import (
     exact_match,
     gqa_correct,
     match_boxes,
+    normalise_korean_answer,
     normalize_vqa_answer,
     parse_binary,
     pope_answer,
@@ -48,6 +49,41 @@ def test_reference_rule_uses_plus_one_iou_and_strict_threshold():
 )
 def test_exact_match(predicted, target, same):
     assert exact_match(predicted, target) is same
+
+
+@pytest.mark.parametrize(
+    ("predicted", "target", "same"),
+    [
+        # Spacing, punctuation and one polite or copula ending do not matter.
+        ("빨간 원", "빨간 원", True), ("빨간원", "빨간 원", True), ("빨간 원.", "빨간 원", True),
+        ("빨간 원이에요", "빨간 원", True), ("빨간 원입니다.", "빨간 원", True),
+        ("빨간색이에요", "빨간색", True), ("물체예요", "물체", True),
+        ("삼각형이요", "삼각형", True),
+        # Yes and no, in their common forms.
+        ("예", "네", True), ("네.", "네", True), ("아니오", "아니요", True),
+        ("아니에요", "아니요", True), ("아뇨", "아니요", True), ("네", "아니요", False),
+        # A count in any form; none at all is 0.
+        ("2", "두 개", True), ("2개", "두 개", True), ("두개", "두 개", True),
+        ("둘", "두 개", True),
+        ("두 개예요", "두 개", True), ("네 개", "4", True), ("네 개요", "네 개", True),
+        ("열 개", "10", True), ("0", "없어요", True), ("0개", "없어요", True),
+        ("없습니다", "없어요", True), ("없음", "없어요", True),
+        ("세 개", "두 개", False), ("네 개", "네", False),
+        # Words must be the answer key's: another colour, the colour's other name, a particle.
+        ("파란 원", "빨간 원", False), ("빨강", "빨간색", False), ("빨간 원이", "빨간 원", False),
+        ("red circle", "빨간 원", False), ("", "빨간 원", False),
+    ],
+)  # fmt: skip
+def test_korean_exact_match(predicted, target, same):
+    assert exact_match(predicted, target, "ko") is same
+
+
+def test_korean_normalised_forms_and_unknown_languages():
+    assert normalise_korean_answer(" 빨간  원이에요! ") == "빨간원"
+    assert normalise_korean_answer("두 개예요.") == "2"
+    assert normalise_korean_answer("아니요") == "아니요"
+    with pytest.raises(ValueError, match="no answer normalisation for language 'fr'"):
+        exact_match("rouge", "rouge", "fr")
 
 
 def test_matching_is_one_to_one():

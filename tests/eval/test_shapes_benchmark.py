@@ -7,6 +7,7 @@ from minigptv2.assistant import Answer, Assistant
 from minigptv2.boxes import box_to_text
 from minigptv2.checkpoints import save_pretrained
 from minigptv2.cli import main
+from minigptv2.errors import ConfigError
 from minigptv2.eval import runner, shapes
 from minigptv2.eval.benchmark import BenchmarkDataError, Item
 from minigptv2.processor import Processor
@@ -58,7 +59,8 @@ IMAGE = Image.new("RGB", (112, 112))
 
 
 def item(task: str, **target) -> Item:
-    return Item(f"{task}:0", task, IMAGE, "", {"objects": OBJECTS, "answer": "", **target})
+    target = {"objects": OBJECTS, "answer": "", "language": "en", **target}
+    return Item(f"{task}:0", task, IMAGE, "", target)
 
 
 @pytest.mark.parametrize(
@@ -75,16 +77,19 @@ def item(task: str, **target) -> Item:
                  "object": 1, "landmark": 0}, True),
         ("vqa", {"question": "is the red square above the red circle?",
                  "object": 1, "landmark": 2}, False),
-        ("vqa", {"question": "how many shapes are there?", "count": 3}, True),
-        ("vqa", {"question": "how many red shapes are there?", "count": 2}, False),
-        ("vqa", {"question": "how many blue shapes are there?", "count": 1}, True),
-        ("vqa", {"question": "how many triangles are there?", "count": 1}, True),
-        ("vqa", {"question": "how many circles are there?", "count": 1}, False),
-        ("vqa", {"question": "how many green circles are there?", "count": 0}, True),
-        ("vqa", {"question": "how many yellow squares are there?", "count": 0}, False),
-        ("vqa", {"question": "is there a green circle?"}, True),  # named, absent: still unseen
-        ("vqa", {"question": "is there a blue square?"}, False),
-        ("vqa", {"question": "is there a blue triangle?"}, True),
+        ("vqa", {"question": "how many shapes are there?", "named": [None, None]}, True),
+        ("vqa", {"question": "how many red shapes are there?", "named": ["red", None]}, False),
+        ("vqa", {"question": "how many blue shapes are there?", "named": ["blue", None]}, True),
+        ("vqa", {"question": "how many triangles are there?", "named": [None, "triangle"]}, True),
+        ("vqa", {"question": "how many circles are there?", "named": [None, "circle"]}, False),
+        ("vqa", {"question": "how many green circles are there?",
+                 "named": ["green", "circle"]}, True),
+        ("vqa", {"question": "how many yellow squares are there?",
+                 "named": ["yellow", "square"]}, False),
+        # named, absent: still unseen
+        ("vqa", {"question": "is there a green circle?", "named": ["green", "circle"]}, True),
+        ("vqa", {"question": "is there a blue square?", "named": ["blue", "square"]}, False),
+        ("vqa", {"question": "is there a blue triangle?", "named": ["blue", "triangle"]}, True),
         ("detection", {"boxes": [OBJECTS[1]["box"], OBJECTS[2]["box"]]}, False),
         ("detection", {"boxes": [OBJECTS[0]["box"], OBJECTS[2]["box"]]}, True),
     ],
@@ -218,3 +223,59 @@ def test_wide_split_prints_the_same_keys_as_test(tiny_model, tokenizer, tmp_path
     assert keys["test-wide"] == keys["test"]
     wide = shapes.items("test-wide", 2)
     assert all(item.image.size != (112, 112) for item in wide)
+
+
+# -- Korean ---------------------------------------------------------------------------------------
+
+
+def test_korean_items_ask_the_english_questions_in_korean():
+    english, korean = shapes.items("test", 3), shapes.items("test", 3, "ko")
+    assert [item.key for item in korean] == [item.key for item in english]
+    for en, ko in zip(english, korean, strict=True):
+        assert ko.image.tobytes() == en.image.tobytes()
+        assert ko.target["language"] == "ko" and en.target["language"] == "en"
+        assert ko.prompt.split()[0] == en.prompt.split()[0]  # the task token
+        assert ko.prompt != en.prompt
+        for key in ("objects", "boxes", "object", "kind", "named", "landmark"):
+            assert ko.target.get(key) == en.target.get(key)
+    # The same seen/unseen split, and the right answers score 1.
+    records = [shapes.score(item, item.target["answer"]) for item in korean]
+    assert [r["unseen"] for r in records] == [
+        shapes.score(item, item.target["answer"])["unseen"] for item in english
+    ]
+    summary = shapes.summarise(records)
+    for key in HEADLINE:
+        assert summary[key] == pytest.approx(1.0), key
+
+
+def test_korean_answers_are_scored_after_korean_normalisation():
+    identify = Item("identify:0", "identify", IMAGE, "", {
+        "objects": OBJECTS, "answer": "파란 삼각형", "language": "ko", "object": 0,
+        "boxes": [OBJECTS[0]["box"]]})  # fmt: skip
+    for answer in ("파란 삼각형", "파란삼각형", "파란 삼각형이에요.", "파란 삼각형입니다"):
+        assert shapes.score(identify, answer)["correct"], answer
+    for answer in ("빨간 삼각형", "파란 사각형", "blue triangle", ""):
+        assert not shapes.score(identify, answer)["correct"], answer
+
+
+def test_cli_in_korean_prints_the_english_keys(tiny_model, tokenizer, tmp_path, capsys):
+    folder = save_pretrained(tiny_model, tokenizer, tmp_path / "model", full=True)
+    keys = {}
+    for language in ("en", "ko"):
+        args = ["eval", "--benchmark", "shapes", "--split", "test", "--json", "--limit", "1"]
+        assert main([*args, "--language", language, "--model", str(folder)]) == 0
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["language"] == language
+        keys[language] = set(summary)
+        for key in HEADLINE:
+            assert 0.0 <= summary[key] <= 1.0
+    assert keys["ko"] == keys["en"]
+
+
+def test_other_benchmarks_refuse_korean(tiny_model, tokenizer, tmp_path, capsys):
+    folder = save_pretrained(tiny_model, tokenizer, tmp_path / "model", full=True)
+    args = ["eval", "--benchmark", "gqa", "--split", "testdev", "--language", "ko"]
+    assert main([*args, "--model", str(folder)]) != 0
+    assert "gqa is asked in en only, not 'ko'" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="shapes is asked in en, ko only"):
+        runner.get_benchmark("shapes", "test", "fr")

@@ -108,3 +108,46 @@ def test_a_from_scratch_tokenizer_reads_every_shapes_task_whatever_the_stage_mix
     # VQA's questions and digit answers, which a detection-only corpus never shows.
     assert any("[vqa]" in line for line in lines)
     assert not any("[vqa]" in line for line in corpus(build_mixture(boxes_only), 100))
+
+
+# -- the language of Shapes stages ------------------------------------------------------------
+
+
+def test_shapes_language_reaches_every_row_with_pack_and_world():
+    mix = {"refer": 0.5, "vqa": 0.3, "language": 0.2}
+    korean = build_mixture(DataConfig(language="ko", pack=3, world="varied", mix=mix))
+    rows = [korean[(korean.choose(n), n)] for n in range(30)]
+    assert {row.targets["language"] for row in rows} == {"ko"}
+    assert any(row.packed for row in rows) and any(row.image is None for row in rows)
+    assert any(row.image.size != (112, 112) for row in rows if row.image is not None)
+    assert all(turn.user.split()[0] in ("[refer]", "[vqa]") for row in rows if row.packed
+               for turn in row.turns)  # fmt: skip
+    mixed = build_mixture(DataConfig(language="en+ko", mix={"caption": 1.0}))
+    languages = [mixed[(mixed.choose(n), n)].targets["language"] for n in range(40)]
+    assert set(languages) == {"en", "ko"}
+    assert languages == [mixed[(mixed.choose(n), n)].targets["language"] for n in range(40)]
+
+
+def test_data_language_is_checked():
+    with pytest.raises(ConfigError, match="unknown Shapes language 'fr'"):
+        DataConfig(language="fr")
+    with pytest.raises(ConfigError, match=r"data\.language applies to the Shapes source only"):
+        DataConfig(source="custom", path="x.jsonl", language="ko")
+
+
+def test_a_bilingual_tokenizer_has_a_piece_for_every_korean_syllable(tmp_path):
+    """The from-scratch tokenizer keeps every character of its corpus (character_coverage=1.0):
+    unseen Korean samples encode with no unknown and no byte-fallback piece."""
+    from minigptv2.tokenizer import train_tokenizer
+
+    vocabulary = vocabulary_mixture(DataConfig(language="en+ko"), seed=0)
+    tokenizer = train_tokenizer(
+        corpus(vocabulary, 1500), tmp_path, vocab_size=1000, symbols=loop.TEMPLATE_SYMBOLS
+    )
+    korean = vocabulary_mixture(DataConfig(language="ko"), seed=1)
+    for n in range(10**6, 10**6 + 200):
+        sample = korean[(korean.choose(n), n)]
+        for turn in sample.turns:
+            for text in (turn.user, turn.assistant):
+                pieces = tokenizer.pieces(tokenizer.encode(text))
+                assert not [p for p in pieces if p == "<unk>" or p.startswith("<0x")], text

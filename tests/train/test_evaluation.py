@@ -6,7 +6,7 @@ import pytest
 from minigptv2.errors import ConfigError
 from minigptv2.eval import runner
 from minigptv2.train import evaluation, loop
-from minigptv2.train.config import TrainConfig
+from minigptv2.train.config import DataConfig, TrainConfig
 from minigptv2.train.optim import OptimConfig
 
 HEADLINE = {"refer_acc50", "vqa_acc", "identify_acc", "detection_f1", "grounding_recall50"}
@@ -101,6 +101,8 @@ def test_bad_evaluation_settings_fail_before_training(tmp_path, monkeypatch):
         loop.train(
             tiny_run(tmp_path, eval_every=1, eval_benchmark="split-aware", eval_split="train")
         )
+    with pytest.raises(ConfigError, match="shapes is asked in en, ko only; set eval_language"):
+        loop.train(tiny_run(tmp_path, eval_every=1, eval_language="fr"))
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
@@ -115,3 +117,17 @@ def test_the_progress_bar_shows_the_headline_not_its_breakdowns():
 
     scores = {"refer_acc50": 0.9, "refer_acc50_unseen": 0.1, "vqa_acc": 0.5, "vqa_acc_seen": 0.7}
     assert short_names(scores, "shapes") == {"refer": "0.90", "vqa": "0.50"}
+
+
+def test_a_korean_stage_trains_a_hangul_tokenizer_and_evaluates_in_korean(tmp_path):
+    # 108 Hangul syllables, the ASCII of the template and the 115 symbols need ~500 pieces.
+    korean = DataConfig(language="ko")
+    run = tiny_run(tmp_path, data=korean, eval_every=3, eval_language="ko", tokenizer_vocab=600)
+    folder = loop.train(run)
+    (evaluated,) = [record for record in records(tmp_path / "run") if "eval" in record]
+    assert set(evaluated["eval"]) >= HEADLINE
+    from minigptv2.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(folder)
+    pieces = tokenizer.pieces(tokenizer.encode("[vqa] 빨간 원은 어디에 있나요?"))
+    assert "<unk>" not in pieces and not any(p.startswith("<0x") for p in pieces), pieces
