@@ -21,7 +21,13 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer as RawTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, MistralConfig, Phi3Config, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    LlamaConfig,
+    MistralConfig,
+    Phi3Config,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from minigptv2.config import LoRAConfig, MiniGPTv2Config, VisionConfig, get_preset
 from minigptv2.model.language import causal_lm_class

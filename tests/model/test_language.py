@@ -71,7 +71,7 @@ def test_explicit_targets_override_the_family():
 
 
 def test_unknown_family_names_the_supported_ones():
-    with pytest.raises(ConfigError, match="gpt2.*not supported; use one of llama, mistral"):
+    with pytest.raises(ConfigError, match=r"gpt2.*not supported; use one of llama, mistral"):
         LanguageConfig(family="gpt2")
 
 
