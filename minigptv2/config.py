@@ -2,7 +2,8 @@
 
 Every number in ``minigptv2-7b`` comes from the released model (spec §1, §11): EVA-CLIP ViT-g/14
 with its last block dropped at 448 px, a 4-token merge, LLaMA-2-7B-chat and LoRA r=64/alpha=16 on
-q/v. ``tiny`` has the same structure at toy sizes, for tests.
+q/v. ``tiny`` has the same structure at toy sizes, for tests. The language model may be any family
+of ``families.py`` (``LanguageConfig.family``); ``shapes-qwen2`` is the Shapes model on Qwen2.
 """
 
 from __future__ import annotations
@@ -317,6 +318,13 @@ PRESETS: dict[str, MiniGPTv2Config] = {
         max_txt_len=256,
     ),
 }
+# The Shapes model on another family (issue 17): the same sizes, trained the same way, on Qwen2's
+# decoder (q/k/v biases, 2 key/value heads shared by 4 query heads) instead of LLaMA's.
+PRESETS["shapes-qwen2"] = PRESETS["shapes"].replace(
+    language=dataclasses.replace(
+        PRESETS["shapes"].language, family="qwen2", hf={"num_key_value_heads": 2}
+    )
+)
 
 
 def get_preset(name: str) -> MiniGPTv2Config:

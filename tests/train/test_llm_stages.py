@@ -58,3 +58,15 @@ def test_llm_and_init_from_exclude_each_other():
         TrainConfig(llm="some/folder", init_from="runs/x/model")
     with pytest.raises(ConfigError, match="set llm too"):
         TrainConfig(eva="eva_vit_g.pth")
+
+
+def test_the_prepared_shapes_qwen2_run_parses_and_builds_on_qwen2():
+    from minigptv2.config import get_preset
+    from minigptv2.model.summary import build_on_meta
+    from minigptv2.train.config import load_train_config
+
+    config = load_train_config(CONFIGS / "shapes_qwen2.yaml")
+    preset = get_preset(config.model)
+    assert preset.language.family == "qwen2" and preset.lora is None
+    layer = build_on_meta(preset).language_model.model.layers[0]
+    assert type(layer).__name__ == "Qwen2DecoderLayer" and layer.self_attn.q_proj.bias is not None
