@@ -22,7 +22,7 @@ from minigptv2.model import MiniGPTv2
 from minigptv2.model.decoding import Sampling
 from minigptv2.model.quantize import quantize_int8
 from minigptv2.processor import Processor
-from minigptv2.prompts import EVAL_STYLE, STYLES, PromptStyle, Turn
+from minigptv2.prompts import EVAL_STYLE, ChatFormat, Turn, chat_format
 from minigptv2.streaming import TextDeltas
 
 if TYPE_CHECKING:
@@ -108,7 +108,8 @@ class Assistant:
 
         Generation uses the prompt style named in the model's config (``prompt_style``): the
         reference evaluation style for released weights, the training style for the Shapes model,
-        which never saw the evaluation quirks.
+        which never saw the evaluation quirks; or the language model's own chat template
+        (``chat_format: native``, ``prompts.chat_format``).
         """
         from minigptv2.checkpoints import load_pretrained, load_released
 
@@ -149,11 +150,11 @@ class Assistant:
                     "or none"
                 )
             QUANTIZATIONS[quantize](network.language_model)
-        style = STYLES[network.config.prompt_style]
+        style = chat_format(network.config, tokenizer, training=False)
         return cls(network, Processor(tokenizer, network.config), style=style)
 
     def __init__(
-        self, model: MiniGPTv2, processor: Processor, *, style: PromptStyle = EVAL_STYLE
+        self, model: MiniGPTv2, processor: Processor, *, style: ChatFormat = EVAL_STYLE
     ) -> None:
         self.model = model.eval()
         self.processor = processor

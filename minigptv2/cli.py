@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from minigptv2.checkpoints import convert
 from minigptv2.data import cli as data_cli
@@ -19,6 +20,12 @@ def _info_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="minigptv2-7b", choices=sorted(PRESETS), help="model size to count"
     )
+    parser.add_argument(
+        "--llm",
+        type=Path,
+        help="a Hugging Face causal LM folder (only its config.json is read): the preset's"
+        " MiniGPT-v2 with this language model",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -28,11 +35,18 @@ def _info(args: argparse.Namespace) -> int:
     from minigptv2.model.summary import component_summary
 
     config = get_preset(args.preset)
+    name = args.preset
+    if args.llm is not None:
+        from minigptv2.checkpoints.language_folder import read_language_config_only
+
+        language = read_language_config_only(args.llm)
+        config = config.replace(language=language)
+        name = f"{args.preset} on {args.llm} ({language.family})"
     summary = component_summary(config)
     if args.json:
         print(json.dumps(summary))
         return 0
-    print(f"{args.preset}: {config.num_image_tokens} image tokens, dtype {config.dtype}")
+    print(f"{name}: {config.num_image_tokens} image tokens, dtype {config.dtype}")
     print(f"{'component':<16}{'parameters':>16}  trainable")
     for name, row in summary.items():
         print(f"{name:<16}{row['params']:>16,}  {row['trainable']}")

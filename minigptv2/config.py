@@ -2,7 +2,8 @@
 
 Every number in ``minigptv2-7b`` comes from the released model (spec §1, §11): EVA-CLIP ViT-g/14
 with its last block dropped at 448 px, a 4-token merge, LLaMA-2-7B-chat and LoRA r=64/alpha=16 on
-q/v. ``tiny`` has the same structure at toy sizes, for tests.
+q/v. ``tiny`` has the same structure at toy sizes, for tests. The language model may be any family
+of ``families.py`` (``LanguageConfig.family``); ``shapes-qwen2`` is the Shapes model on Qwen2.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from typing import Any
 
 from minigptv2.constants import TOKENS_MERGED
 from minigptv2.errors import ConfigError
+from minigptv2.families import get_family
 
 DTYPES = ("float32", "bfloat16")
 PROMPT_STYLES = ("train", "eval")  # names of minigptv2.prompts.STYLES
+# "minigptv2": the paper's [INST] ... [/INST] template (in ``prompt_style``); "native": the
+# language model's own chat template, from its tokenizer folder (see ``prompts.chat_format``).
+CHAT_FORMATS = ("minigptv2", "native")
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,15 @@ class VisionConfig:
 
 @dataclass(frozen=True)
 class LanguageConfig:
-    """A LLaMA decoder (built with ``transformers.LlamaForCausalLM``); defaults are LLaMA-2-7B."""
+    """A decoder-only causal LM built with ``transformers``; the defaults are LLaMA-2-7B.
+
+    The sizes below are the ones MiniGPT-v2 derives things from (the projector's output width is
+    ``hidden_size``; the processor checks the vocabulary and the positions). ``family`` names the
+    ``transformers`` architecture (``minigptv2.families.FAMILIES``) and ``hf`` holds every other
+    field of its ``config.json`` that differs from what these sizes give, verbatim (e.g.
+    ``num_key_value_heads``, ``tie_word_embeddings``, ``rope_parameters``), so that
+    ``model.language.hf_config`` rebuilds exactly the folder's model. LLaMA-2 needs none.
+    """
 
     vocab_size: int = 32000
     hidden_size: int = 4096
@@ -106,24 +119,34 @@ class LanguageConfig:
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     max_position_embeddings: int = 4096
+    family: str = "llama"
+    hf: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.hidden_size % self.num_heads:
+        get_family(self.family)
+        if self.hidden_size % self.num_heads and "head_dim" not in self.hf:
             raise ConfigError(
                 f"language hidden_size {self.hidden_size} is not divisible by num_heads "
                 f"{self.num_heads}; pick a head count that divides it"
             )
         _require_positive(self, "vocab_size", "hidden_size", "num_layers", "intermediate_size")
+        if not isinstance(self.hf, dict):
+            raise ConfigError(f"LanguageConfig.hf must be a mapping, got {self.hf!r}")
 
 
 @dataclass(frozen=True)
 class LoRAConfig:
-    """LoRA on the language model's attention (peft). MiniGPT-v2 fixes these four values."""
+    """LoRA on the language model's attention (peft). MiniGPT-v2 fixes these four values.
+
+    ``target_modules`` None means the language family's query and value projections
+    (``FAMILIES[family].lora_targets``; ``q_proj``, ``v_proj`` for LLaMA), resolved by
+    ``MiniGPTv2Config.lora_targets``.
+    """
 
     rank: int = 64
     alpha: int = 16
     dropout: float = 0.05
-    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    target_modules: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self, "rank", "alpha")
@@ -164,6 +187,10 @@ class MiniGPTv2Config:
     # evaluation scripts behind the published numbers (double BOS); a model trained here
     # generates best in the "train" style it saw.
     prompt_style: str = "eval"
+    # How conversations are rendered (``CHAT_FORMATS``): the paper's template, or, for a language
+    # model whose tokenizer folder has a chat template, that template with the task token and
+    # the image slot inside the user turn.
+    chat_format: str = "minigptv2"
 
     def __post_init__(self) -> None:
         if self.vision.num_patches % self.tokens_merged:
@@ -176,6 +203,8 @@ class MiniGPTv2Config:
             raise ConfigError(f"dtype {self.dtype!r} is not supported{hint}; use one of {DTYPES}")
         if self.prompt_style not in PROMPT_STYLES:
             raise ConfigError(f"prompt_style {self.prompt_style!r} is not one of {PROMPT_STYLES}")
+        if self.chat_format not in CHAT_FORMATS:
+            raise ConfigError(f"chat_format {self.chat_format!r} is not one of {CHAT_FORMATS}")
         if self.lora is None and self.trainable.lora:
             raise ConfigError("trainable.lora is set but lora is None; set trainable.lora=False")
         if self.num_image_tokens >= self.max_context_len:
@@ -192,6 +221,13 @@ class MiniGPTv2Config:
     @property
     def projector_in_features(self) -> int:
         return self.vision.width * self.tokens_merged
+
+    @property
+    def lora_targets(self) -> tuple[str, ...]:
+        """The modules LoRA wraps: as configured, else the language family's (``families.py``)."""
+        if self.lora is not None and self.lora.target_modules is not None:
+            return self.lora.target_modules
+        return get_family(self.language.family).lora_targets
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -283,6 +319,13 @@ PRESETS: dict[str, MiniGPTv2Config] = {
         max_txt_len=256,
     ),
 }
+# The Shapes model on another family (issue 17): the same sizes, trained the same way, on Qwen2's
+# decoder (q/k/v biases, 2 key/value heads shared by 4 query heads) instead of LLaMA's.
+PRESETS["shapes-qwen2"] = PRESETS["shapes"].replace(
+    language=dataclasses.replace(
+        PRESETS["shapes"].language, family="qwen2", hf={"num_key_value_heads": 2}
+    )
+)
 
 
 # The weights of the "shapes" preset this package ships, inside the installed package.

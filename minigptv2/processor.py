@@ -26,8 +26,8 @@ from minigptv2.config import MiniGPTv2Config
 from minigptv2.constants import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMAGE_TOKEN_ID
 from minigptv2.errors import ImageError, PromptError
 from minigptv2.images import ImageSource, image_to_tensor, load_image
-from minigptv2.prompts import EVAL_STYLE, TRAIN_STYLE, Piece, PromptStyle, Turn, render
-from minigptv2.tokenizer import Tokenizer
+from minigptv2.prompts import EVAL_STYLE, TRAIN_STYLE, ChatFormat, Piece, Turn, render
+from minigptv2.tokenizer import AnyTokenizer
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Encoded:
 
 
 class Processor:
-    def __init__(self, tokenizer: Tokenizer, config: MiniGPTv2Config) -> None:
+    def __init__(self, tokenizer: AnyTokenizer, config: MiniGPTv2Config) -> None:
         if tokenizer.vocab_size > config.language.vocab_size:
             raise PromptError(
                 f"the tokenizer has {tokenizer.vocab_size} pieces but the language model only "
@@ -72,8 +72,9 @@ class Processor:
     # -- text ----------------------------------------------------------------------------------
 
     def encode(self, pieces: Sequence[Piece]) -> Encoded:
-        ids = [self.tokenizer.bos_id]
-        labels = [IGNORE_INDEX]
+        # One BOS, when the tokenizer has one (Qwen2's has none).
+        ids = [] if self.tokenizer.bos_id is None else [self.tokenizer.bos_id]
+        labels = [IGNORE_INDEX] * len(ids)
         num_images = 0
         for piece in pieces:
             for index, text in enumerate(piece.text.split(IMAGE_PLACEHOLDER)):
@@ -88,7 +89,7 @@ class Processor:
         self._check_length(encoded)
         return encoded
 
-    def encode_packed(self, turns: Sequence[Turn], style: PromptStyle = TRAIN_STYLE) -> Encoded:
+    def encode_packed(self, turns: Sequence[Turn], style: ChatFormat = TRAIN_STYLE) -> Encoded:
         """Single-turn questions (answered ``turns``) about one image as one packed row."""
         branches = [self.encode(render([turn], image=True, style=style)) for turn in turns]
         shared = _shared_start(branches)
@@ -165,7 +166,7 @@ class Processor:
         conversations: Sequence[Sequence[Turn]],
         images: Sequence[ImageSource | None],
         *,
-        style: PromptStyle = TRAIN_STYLE,
+        style: ChatFormat = TRAIN_STYLE,
         packed: Sequence[bool] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask, labels and pixels for conversations with answers;
@@ -189,7 +190,7 @@ class Processor:
         prompts: Sequence[str | Sequence[Turn]],
         images: Sequence[ImageSource | None],
         *,
-        style: PromptStyle = EVAL_STYLE,
+        style: ChatFormat = EVAL_STYLE,
     ) -> dict[str, torch.Tensor]:
         """Left-padded prompts (an instruction, or turns whose last one is open) and pixels."""
         self._check_pairs(prompts, images)

@@ -16,16 +16,25 @@ as named styles so the model sees exactly the token sequences behind the publish
 
 Earlier answers are always rendered as the model was trained on them (``answer</s>``), not as the
 reference demo stores them (it kept ``"</s>"`` instead of the answer, spec §10.12).
+
+A language model other than LLaMA-2 may use its own chat template instead (``ChatTemplate``,
+``chat_format: native`` in the model config); the task token, image slot and box grammar are the
+same text inside its user turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from minigptv2.constants import BOS, EOS, IMAGE_CLOSE, IMAGE_OPEN, IMAGE_PLACEHOLDER
 from minigptv2.errors import PromptError
 from minigptv2.tasks import task_of
+
+if TYPE_CHECKING:
+    from minigptv2.config import MiniGPTv2Config
+    from minigptv2.tokenizer import AnyTokenizer, HFTokenizer
 
 INST_OPEN = "[INST] "
 INST_CLOSE = " [/INST]"
@@ -44,6 +53,25 @@ class PromptStyle:
     trailing_space: bool
     # The prompt text starts with a literal "<s>", which doubles the tokenizer's automatic BOS.
     literal_bos: bool
+
+    def render(self, turns: Sequence[Turn], *, image: bool = True) -> list[Piece]:
+        """``[INST] <Img><ImageHere></Img> [task] message [/INST]`` per turn, ``answer</s>``."""
+        _check_turns(turns)
+        pieces: list[Piece] = []
+        for index, turn in enumerate(turns):
+            # Not stripped: some reference templates end in a space on purpose (spec §4.2).
+            message = turn.user
+            if index == 0 and image:
+                message = f"{IMAGE_SLOT} {message}" if message else IMAGE_SLOT
+            if self.trailing_space:
+                message += " "
+            # Later turns always restart with <s> (it was in the training data); the first turn
+            # only in the evaluation style, where it is the reference's literal-<s> quirk.
+            opener = BOS if (index > 0 or self.literal_bos) else ""
+            pieces.append(Piece(f"{opener}{INST_OPEN}{message}{INST_CLOSE}"))
+            if turn.assistant is not None:
+                pieces.append(Piece(turn.assistant + STOP_STRING, supervised=True))
+        return pieces
 
 
 TRAIN_STYLE = PromptStyle("train", trailing_space=True, literal_bos=False)
@@ -68,36 +96,15 @@ class Piece:
 
 
 def render(
-    turns: Sequence[Turn], *, image: bool = True, style: PromptStyle = TRAIN_STYLE
+    turns: Sequence[Turn], *, image: bool = True, style: ChatFormat = TRAIN_STYLE
 ) -> list[Piece]:
     """Render a conversation into pieces, image slot inside the first user message.
 
     Every turn but the last must have an answer. If the last turn has an answer the result is a
-    training example; if not, it is a prompt that ends at ``[/INST]``, where generation starts.
+    training example; if not, it is a prompt that ends where generation starts (``[/INST]``).
+    ``style`` is one of the paper template's ``STYLES`` or a language model's ``ChatTemplate``.
     """
-    if not turns:
-        raise PromptError("a conversation needs at least one turn; got none")
-    pieces: list[Piece] = []
-    for index, turn in enumerate(turns):
-        _check_user_text(turn.user)
-        last = index == len(turns) - 1
-        if turn.assistant is None and not last:
-            raise PromptError(
-                f"turn {index + 1} of {len(turns)} has no answer; only the last turn may be open"
-            )
-        # Not stripped: some reference templates end in a space on purpose (spec §4.2).
-        message = turn.user
-        if index == 0 and image:
-            message = f"{IMAGE_SLOT} {message}" if message else IMAGE_SLOT
-        if style.trailing_space:
-            message += " "
-        # Later turns always restart with <s> (it was in the training data); the first turn only
-        # in the evaluation style, where it is the reference's literal-<s> quirk.
-        opener = BOS if (index > 0 or style.literal_bos) else ""
-        pieces.append(Piece(f"{opener}{INST_OPEN}{message}{INST_CLOSE}"))
-        if turn.assistant is not None:
-            pieces.append(Piece(turn.assistant + STOP_STRING, supervised=True))
-    return pieces
+    return style.render(turns, image=image)
 
 
 def render_prompt(
@@ -105,6 +112,94 @@ def render_prompt(
 ) -> list[Piece]:
     """The single-turn generation prompt: ``<s>[INST] <Img><ImageHere></Img> [vqa] q [/INST]``."""
     return render([Turn(instruction)], image=image, style=style)
+
+
+class ChatTemplate:
+    """A language model's own chat template (its tokenizer folder's Jinja template), with
+    MiniGPT-v2's interface inside the user turn: ``<Img><ImageHere></Img> [task] message``.
+
+    The conversation is rendered by the template with a sentinel in place of every message, and
+    cut at the sentinels: template text and user messages are unsupervised pieces; each answer
+    plus the template's end-of-answer token (``tokenizer.stop_text``: ``<|im_end|>``, ``<|end|>``,
+    ``</s>``) is a supervised piece, so the model learns to stop there and generation stops
+    there. A BOS the template writes itself is left out: the processor starts every sequence
+    with the tokenizer's BOS, so it appears once either way.
+    """
+
+    name = "native"
+
+    def __init__(self, tokenizer: HFTokenizer) -> None:
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise PromptError(
+                f"the tokenizer in {tokenizer.path} has no chat template; use the paper's "
+                "template (chat_format 'minigptv2') or add one to its tokenizer_config.json"
+            )
+        self.tokenizer = tokenizer
+
+    def render(self, turns: Sequence[Turn], *, image: bool = True) -> list[Piece]:
+        _check_turns(turns)
+        messages, contents = [], []
+        for index, turn in enumerate(turns):
+            user = turn.user
+            if index == 0 and image:
+                user = f"{IMAGE_SLOT} {user}" if user else IMAGE_SLOT
+            for role, content in (("user", user), ("assistant", turn.assistant)):
+                if content is not None:
+                    messages.append({"role": role, "content": _sentinel(len(contents))})
+                    contents.append((role, content))
+        text = self.tokenizer.render_chat(messages, generation=turns[-1].assistant is None)
+        bos = self.tokenizer.bos_text
+        if bos and text.startswith(bos):
+            text = text[len(bos) :]
+        stop = self.tokenizer.stop_text
+        pieces: list[Piece] = []
+        pending = ""  # unsupervised text waiting to become a piece
+        for index, (role, content) in enumerate(contents):
+            before, _, text = text.partition(_sentinel(index))
+            if role == "user":
+                pending += before + content
+                continue
+            pieces += [Piece(pending + before)] if pending + before else []
+            end = text.find(stop)
+            if end < 0:
+                raise PromptError(
+                    f"the chat template writes no {stop!r} after an answer; it cannot be used "
+                    "for training (choose chat_format 'minigptv2')"
+                )
+            pieces.append(Piece(content + text[: end + len(stop)], supervised=True))
+            pending, text = "", text[end + len(stop) :]
+        if pending + text:
+            pieces.append(Piece(pending + text))
+        return pieces
+
+
+ChatFormat = PromptStyle | ChatTemplate
+
+
+def chat_format(config: MiniGPTv2Config, tokenizer: AnyTokenizer, *, training: bool) -> ChatFormat:
+    """How ``config``'s model reads conversations: the one place that reads ``chat_format``.
+
+    "minigptv2": the paper's template, ``TRAIN_STYLE`` for training and ``prompt_style`` for
+    generation; "native": the tokenizer folder's own chat template, for both.
+    """
+    if config.chat_format == "native":
+        return ChatTemplate(tokenizer)
+    return TRAIN_STYLE if training else STYLES[config.prompt_style]
+
+
+def _sentinel(index: int) -> str:
+    return f"\x00{index}\x00"
+
+
+def _check_turns(turns: Sequence[Turn]) -> None:
+    if not turns:
+        raise PromptError("a conversation needs at least one turn; got none")
+    for index, turn in enumerate(turns):
+        _check_user_text(turn.user)
+        if turn.assistant is None and index != len(turns) - 1:
+            raise PromptError(
+                f"turn {index + 1} of {len(turns)} has no answer; only the last turn may be open"
+            )
 
 
 def to_text(pieces: Sequence[Piece]) -> str:

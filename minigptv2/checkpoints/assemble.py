@@ -25,6 +25,7 @@ from minigptv2.checkpoints.key_maps import IGNORED_REASON, KeyMapping
 from minigptv2.checkpoints.report import KeyNote, LoadReport
 from minigptv2.checkpoints.safe_load import shape_of
 from minigptv2.config import MiniGPTv2Config
+from minigptv2.model.language import retie, tied_aliases
 from minigptv2.model.minigptv2 import MiniGPTv2
 from minigptv2.model.summary import build_on_meta
 
@@ -88,8 +89,14 @@ class Part:
 
 
 def model_shapes(model: nn.Module) -> Shapes:
-    """``{key: (shape, dtype)}`` of everything ``load_state_dict`` expects."""
-    return {key: (tuple(t.shape), t.dtype) for key, t in model.state_dict().items()}
+    """``{key: (shape, dtype)}`` of everything ``load_state_dict`` expects, each tensor once (a
+    tied alias such as the ``lm_head.weight`` of tied embeddings is loaded with its key)."""
+    aliases = tied_aliases(model)
+    return {
+        key: (tuple(t.shape), t.dtype)
+        for key, t in model.state_dict().items()
+        if key not in aliases
+    }
 
 
 def plan_load(
@@ -187,7 +194,10 @@ def materialise(model: nn.Module, plan: dict[str, Part], expected: Shapes) -> No
             # Always a private copy: a tensor memory-mapped from a .pth would otherwise break
             # (SIGBUS) if that file were rewritten while the model lives.
             state[key] = part.tensor(key).to(dtype=dtype, copy=True).contiguous()
+    aliases = tied_aliases(model)
+    state |= {alias: state[key] for alias, key in aliases.items()}
     model.load_state_dict(state, strict=True, assign=True)
+    retie(model, aliases)
     restore_rotary_buffers(model)
     leftovers = [
         name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta

@@ -10,9 +10,10 @@ Our model (``minigptv2.model.MiniGPTv2``) names its parts by role:
 * ``vision.*``: the EVA ViT, with exactly the names of ``eva_vit_g.pth``;
 * ``vision_norm.*``: the reference's ``ln_vision``;
 * ``projector.linear.*``: the reference's ``llama_proj``;
-* ``language_model.base_model.model.*``: ``transformers``' ``LlamaForCausalLM`` inside ``peft``'s
-  LoRA wrapper, which renames a wrapped ``q_proj.weight`` to ``q_proj.base_layer.weight`` and adds
-  ``q_proj.lora_A.default.weight`` / ``q_proj.lora_B.default.weight`` (same for ``v_proj``).
+* ``language_model.base_model.model.*``: ``transformers``' ``LlamaForCausalLM`` (or another
+  family's causal LM, ``families.py``) inside ``peft``'s LoRA wrapper, which renames a wrapped
+  ``q_proj.weight`` to ``q_proj.base_layer.weight`` and adds ``q_proj.lora_A.default.weight`` /
+  ``q_proj.lora_B.default.weight`` (same for ``v_proj``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from minigptv2.config import LoRAConfig
+from minigptv2.config import LanguageConfig, LoRAConfig
 
 # -- EVA ViT-g: eva_vit_g.pth, a plain state dict without prefix ---------------------------------
 
@@ -81,50 +82,57 @@ MINIGPTV2_KEYS: dict[str, str | None] = {
     f"{_REF_LAYER}.rotary_emb.inv_freq": None,
 }
 
-# -- LLaMA in Hugging Face format: LlamaForCausalLM state dict -----------------------------------
+# -- a causal LM in Hugging Face format: the state dict of its *ForCausalLM ---------------------
 
-# HF key -> key inside our (unwrapped) LlamaForCausalLM; ``llama_key_map`` adds the wrapper.
-LLAMA_KEYS: dict[str, str | None] = {
-    "model.embed_tokens.weight": "model.embed_tokens.weight",
-    "model.layers.{}.self_attn.q_proj.weight": "model.layers.{}.self_attn.q_proj.weight",
-    "model.layers.{}.self_attn.k_proj.weight": "model.layers.{}.self_attn.k_proj.weight",
-    "model.layers.{}.self_attn.v_proj.weight": "model.layers.{}.self_attn.v_proj.weight",
-    "model.layers.{}.self_attn.o_proj.weight": "model.layers.{}.self_attn.o_proj.weight",
-    "model.layers.{}.mlp.gate_proj.weight": "model.layers.{}.mlp.gate_proj.weight",
-    "model.layers.{}.mlp.up_proj.weight": "model.layers.{}.mlp.up_proj.weight",
-    "model.layers.{}.mlp.down_proj.weight": "model.layers.{}.mlp.down_proj.weight",
-    "model.layers.{}.input_layernorm.weight": "model.layers.{}.input_layernorm.weight",
-    "model.layers.{}.post_attention_layernorm.weight": (
-        "model.layers.{}.post_attention_layernorm.weight"
-    ),
-    "model.norm.weight": "model.norm.weight",
-    "lm_head.weight": "lm_head.weight",
-    # Old .bin exports (transformers < 4.31) hold the deterministic RoPE buffer; recomputed.
-    "model.layers.{}.self_attn.rotary_emb.inv_freq": None,
-}
-
+# The file's keys are those of the very ``transformers`` class we build (``model/language.py``),
+# so the map is derived from that class: each key to itself under our prefix, peft's
+# ``base_layer`` inserted into the LoRA-wrapped modules (LLaMA: q_proj, v_proj), plus the keys
+# below. For LLaMA-2 that gives model.embed_tokens, model.layers.{}.self_attn.{q,k,v,o}_proj,
+# model.layers.{}.mlp.{gate,up,down}_proj, the two RMSNorms per layer, model.norm and lm_head.
 IGNORED_REASON = "deterministic RoPE buffer, recomputed from the config"
+# Old .bin exports (transformers < 4.31) hold the deterministic RoPE buffer; recomputed.
+ROTARY_BUFFERS = ("model.layers.{}.self_attn.rotary_emb.inv_freq", "model.rotary_emb.inv_freq")
+TIED_REASON = "tied to the input embeddings (tie_word_embeddings): one tensor, loaded once"
 
 
 def language_prefix(lora: LoRAConfig | None) -> str:
-    """Where the HF ``LlamaForCausalLM`` root sits in our model: inside peft's wrapper or not."""
+    """Where the HF causal LM's root sits in our model: inside peft's wrapper or not."""
     return "language_model.base_model.model." if lora is not None else "language_model."
 
 
-def llama_key_map(lora: LoRAConfig | None) -> dict[str, str | None]:
-    """``LLAMA_KEYS`` pointing into our model; peft renames wrapped weights to ``base_layer``."""
+def language_key_map(
+    language: LanguageConfig, lora: LoRAConfig | None, targets: tuple[str, ...] = ()
+) -> dict[str, str | None]:
+    """HF key pattern -> our key pattern for ``language``'s family; see above. A tied alias
+    (``lm_head.weight`` of a model with tied embeddings) maps to ``None``: dropped if a file
+    has it, since the embeddings it equals are loaded."""
+    import torch
+
+    from minigptv2.model.language import build_language_model, tied_aliases
+
+    with torch.device("meta"):
+        model = build_language_model(language, None)
+    aliases = tied_aliases(model)
     prefix = language_prefix(lora)
-    wrapped = tuple(lora.target_modules) if lora is not None else ()
-    mapped: dict[str, str | None] = {}
-    for hf_key, ours in LLAMA_KEYS.items():
-        if ours is None:
-            mapped[hf_key] = None
+    wrapped = targets if lora is not None else ()
+    mapped: dict[str, str | None] = {pattern: None for pattern in ROTARY_BUFFERS}
+    for key in model.state_dict():
+        pattern = layer_pattern(key)
+        if key in aliases:
+            mapped[pattern] = None
             continue
-        module, _, leaf = ours.rpartition(".")
+        module, _, leaf = pattern.rpartition(".")
         if module.rpartition(".")[2] in wrapped:
-            ours = f"{module}.base_layer.{leaf}"
-        mapped[hf_key] = prefix + ours
+            pattern_ours = f"{module}.base_layer.{leaf}"
+        else:
+            pattern_ours = pattern
+        mapped[pattern] = prefix + pattern_ours
     return mapped
+
+
+def llama_key_map(lora: LoRAConfig | None) -> dict[str, str | None]:
+    """``language_key_map`` of LLaMA-2-7B, LoRA on q_proj and v_proj as released."""
+    return language_key_map(LanguageConfig(), lora, ("q_proj", "v_proj"))
 
 
 # -- applying a map -------------------------------------------------------------------------------
@@ -167,7 +175,7 @@ def map_keys(
     for key in keys:
         match = _LAYER.search(key)
         layer = int(match.group(1)) if match else None
-        pattern = key if match is None else key[: match.start()] + ".{}." + key[match.end() :]
+        pattern = layer_pattern(key)
         if pattern not in key_map:
             result.unexpected.append(key)
         elif layer is not None and layer in dropped_layers:
@@ -184,3 +192,9 @@ def map_keys(
             else:
                 result.renamed[ours] = key
     return result
+
+
+def layer_pattern(key: str) -> str:
+    """``key`` with its first layer number replaced by ``{}`` (the form key maps use)."""
+    match = _LAYER.search(key)
+    return key if match is None else key[: match.start()] + ".{}." + key[match.end() :]

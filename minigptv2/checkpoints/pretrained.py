@@ -1,4 +1,8 @@
-"""Our own checkpoint format: ``config.json``, ``model.safetensors`` and ``tokenizer.model``.
+"""Our own checkpoint format: ``config.json``, ``model.safetensors`` and the tokenizer.
+
+The tokenizer is LLaMA's SentencePiece ``tokenizer.model``, or, for a language model that brings
+a ``transformers`` tokenizer, its ``tokenizer.json`` / ``tokenizer_config.json`` (with its chat
+template); ``tokenizer.load_tokenizer`` tells them apart.
 
 ``config.json`` is ``MiniGPTv2Config.to_dict()`` plus a ``checkpoint_format`` block::
 
@@ -43,8 +47,9 @@ from minigptv2.checkpoints.released import (
 from minigptv2.checkpoints.safe_load import read_state_dict, require_file
 from minigptv2.config import MiniGPTv2Config
 from minigptv2.errors import CheckpointError, ConfigError
+from minigptv2.model.language import tied_aliases
 from minigptv2.model.minigptv2 import MiniGPTv2
-from minigptv2.tokenizer import TOKENIZER_FILE, Tokenizer
+from minigptv2.tokenizer import AnyTokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -69,7 +74,7 @@ class SavedFolder:
 
 
 def save_pretrained(
-    model: MiniGPTv2, tokenizer: Tokenizer, directory: str | Path, *, full: bool = False
+    model: MiniGPTv2, tokenizer: AnyTokenizer, directory: str | Path, *, full: bool = False
 ) -> Path:
     """Write ``model`` and ``tokenizer`` to ``directory`` atomically; return the path.
 
@@ -81,7 +86,7 @@ def save_pretrained(
     directory = Path(directory)
     keys = saved_keys(model, full=full)
     # A model that trains everything (e.g. from scratch) has no base to record.
-    full = full or keys == set(model.state_dict())
+    full = full or keys == saved_keys(model, full=True)
     base = None if full else _base_record(model)
     meta = model.config.to_dict()
     meta[FORMAT_KEY] = {
@@ -98,7 +103,7 @@ def save_pretrained(
     state = {key: t.detach().contiguous() for key, t in model.state_dict().items() if key in keys}
     with atomic_directory(directory) as staging:
         save_file(state, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
-        shutil.copyfile(tokenizer.path, staging / TOKENIZER_FILE)
+        tokenizer.save(staging)
         (staging / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return directory
 
@@ -106,9 +111,10 @@ def save_pretrained(
 def saved_keys(model: MiniGPTv2, *, full: bool) -> set[str]:
     """State-dict keys a save holds: all, or those of the projector, LoRA, the vision norm and
     the components ``model.trainable`` switches on (as ``MiniGPTv2.parameter_groups`` sorts them).
+    A tied alias (``lm_head.weight`` of tied embeddings) is never saved: its key is.
     """
     if full:
-        return set(model.state_dict())
+        return set(model.state_dict()) - set(tied_aliases(model))
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     keys = {key for key in model.state_dict() if key.startswith("vision_norm.")}
     for component, parameters in model.parameter_groups().items():
@@ -235,7 +241,7 @@ def load_pretrained(
     base: str | Path | None = None,
     strict: bool = True,
     dtype: str | None = None,
-) -> tuple[MiniGPTv2, Tokenizer]:
+) -> tuple[MiniGPTv2, AnyTokenizer]:
     """A model saved by ``save_pretrained``, and its tokenizer.
 
     Args:
@@ -250,7 +256,7 @@ def load_pretrained(
         config = config.replace(dtype=dtype)
     model, _ = assemble(config, parts, strict=strict, what=f"the folder {directory}")
     model.weights_source = source
-    return model, Tokenizer(directory)
+    return model, load_tokenizer(directory)
 
 
 def read_folder(directory: Path) -> SavedFolder:
@@ -325,6 +331,8 @@ def _base_parts(
             return folder_parts(Path(record["path"]))
         if record.get("kind") == "released":
             return _released_base(saved, record)
+        if record.get("kind") == "llm":
+            return _language_model_base(saved, record)
     except CheckpointError as error:
         raise CheckpointError(
             f"{saved.path} holds only trainable weights and needs its base files: {error}\n"
@@ -353,6 +361,23 @@ def _released_base(
     return sources.config, sources.parts, record
 
 
+def _language_model_base(
+    saved: SavedFolder, record: dict[str, Any]
+) -> tuple[MiniGPTv2Config, list[Part], dict[str, Any]]:
+    from minigptv2.checkpoints.language_folder import open_language_model
+
+    sources = open_language_model(
+        record["llm"], saved.config, eva=record["eva"], vision_heads=saved.config.vision.num_heads
+    )
+    size = Path(record["eva"]).stat().st_size
+    if size != record.get("eva_bytes"):
+        raise CheckpointError(
+            f"the EVA file {record['eva']} has changed since the save"
+            f" ({record.get('eva_bytes')} bytes then, {size} now)"
+        )
+    return sources.config, sources.parts, record
+
+
 def _check_base_matches(saved: SavedFolder, base: MiniGPTv2Config, source: dict[str, Any]) -> None:
     """The base must have the sizes the trainable weights were trained on."""
     ours = saved.config
@@ -364,9 +389,10 @@ def _check_base_matches(saved: SavedFolder, base: MiniGPTv2Config, source: dict[
     if (ours.lora is None) != (base.lora is None):
         differences.append("LoRA: one of them has merged its LoRA weights")
     if differences:
+        where = source.get("path") or source.get("llama") or source.get("llm")
         raise CheckpointError(
-            f"the base of {saved.path} ({source.get('path') or source.get('llama')}) does not"
-            " match it:\n" + "\n".join(f"  - {line}" for line in differences)
+            f"the base of {saved.path} ({where}) does not match it:\n"
+            + "\n".join(f"  - {line}" for line in differences)
         )
 
 
@@ -387,7 +413,7 @@ def _explain_folder(kind: str, key: str) -> str:
 
 def apply_released_checkpoint(
     base_dir: str | Path, checkpoint: str | Path, *, strict: bool = True
-) -> tuple[MiniGPTv2, Tokenizer]:
+) -> tuple[MiniGPTv2, AnyTokenizer]:
     """Our folder ``base_dir`` with its projector and LoRA replaced by a released checkpoint's.
 
     The checkpoint is checked against the folder's sizes first (LLM hidden size and layers, ViT
@@ -414,4 +440,4 @@ def apply_released_checkpoint(
     parts = [part.without(replaced) for part in base_parts] + [released]
     model, _ = assemble(config, parts, strict=strict, what=f"{label} on {base_dir}")
     model.weights_source = source
-    return model, Tokenizer(base_dir)
+    return model, load_tokenizer(base_dir)

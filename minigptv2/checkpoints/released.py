@@ -30,7 +30,8 @@ from minigptv2.checkpoints.key_maps import (
     EVA_DROPPED_REASON,
     EVA_KEYS,
     MINIGPTV2_KEYS,
-    llama_key_map,
+    TIED_REASON,
+    language_key_map,
     map_keys,
 )
 from minigptv2.checkpoints.safe_load import (
@@ -469,7 +470,11 @@ def llama_part(config: MiniGPTv2Config, files: ReleasedFiles, llama: Mapping[str
     return Part(
         label=files.labels["llama"],
         tensors=llama,
-        mapping=map_keys(llama, llama_key_map(config.lora)),
+        mapping=map_keys(
+            llama,
+            language_key_map(config.language, config.lora, config.lora_targets),
+            dropped_reason=TIED_REASON,
+        ),
         responsible=lambda key: key.startswith("language_model.") and "lora_" not in key,
         explain=_explain_llama,
     )

@@ -65,7 +65,9 @@ class MiniGPTv2(nn.Module):
         self.projector = Projector(
             config.vision.width, config.language.hidden_size, config.tokens_merged
         )
-        self.language_model = build_language_model(config.language, config.lora)
+        self.language_model = build_language_model(
+            config.language, config.lora, config.lora_targets
+        )
         self._cast_frozen_weights(getattr(torch, config.dtype))
         self.set_trainable(config.trainable)
 

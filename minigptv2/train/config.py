@@ -82,6 +82,13 @@ class TrainConfig:
     # ``out_dir/model``, a ``minigptv2 convert`` output, or "shipped": see ``init_folder``).
     model: str = "shapes"
     init_from: str | None = None
+    # A new language model (issue 17): a Hugging Face causal LM folder that replaces the preset's
+    # language model (any family in minigptv2/families.py; its tokenizer and chat template come
+    # along), with the vision encoder from the EVA file ``eva`` (else random) and a fresh
+    # projector and LoRA. The first stage of a new alignment (configs/llm/); later stages
+    # continue from its export with ``init_from``.
+    llm: str | None = None
+    eva: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     trainable: Trainable | None = None  # None keeps the model's own setting
     steps: int = 1000
@@ -131,6 +138,17 @@ class TrainConfig:
         for name in (*counts, "eval_items"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.llm is not None and self.init_from is not None:
+            raise ConfigError(
+                f"llm={self.llm!r} starts a model from a language-model folder and init_from="
+                f"{self.init_from!r} continues a saved one; set only one (later stages of a new "
+                "alignment continue from the first stage's export with init_from)"
+            )
+        if self.eva is not None and self.llm is None:
+            raise ConfigError(
+                f"eva={self.eva!r} gives the vision encoder of a model built on a language-model "
+                "folder; set llm too (or start from a converted folder with init_from)"
+            )
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(
                 f"eval_every must be at least 1, got {self.eval_every}; use null to never evaluate"

@@ -21,7 +21,7 @@ from minigptv2.data.mixing import Mixture, MixtureKey
 from minigptv2.data.sample import Sample
 from minigptv2.errors import ConfigError, DataError, PromptError
 from minigptv2.processor import Processor
-from minigptv2.prompts import TRAIN_STYLE, PromptStyle, render, to_text
+from minigptv2.prompts import TRAIN_STYLE, ChatFormat, render, to_text
 from minigptv2.train.config import DataConfig
 
 # Streams are addressed by index; this is "as many as any run will ask for".
@@ -139,7 +139,7 @@ class Collator:
     """
 
     def __init__(
-        self, processor: Processor, style: PromptStyle = TRAIN_STYLE, pieces: int = 1
+        self, processor: Processor, style: ChatFormat = TRAIN_STYLE, pieces: int = 1
     ) -> None:
         if pieces < 1:
             raise ConfigError(f"a micro-batch needs at least 1 piece, got {pieces}")

@@ -15,7 +15,7 @@ import torch
 from minigptv2.errors import ConfigError
 from minigptv2.model import MiniGPTv2
 from minigptv2.processor import Processor
-from minigptv2.prompts import STYLES
+from minigptv2.prompts import chat_format
 from minigptv2.train.config import TrainConfig
 
 # Generation batch: the tiny and Shapes models answer 16 questions at once comfortably.
@@ -61,7 +61,8 @@ def evaluate_model(model: MiniGPTv2, processor: Processor, config: TrainConfig) 
     was_training = model.training
     try:
         with torch.random.fork_rng(devices=[]):
-            assistant = Assistant(model, processor, style=STYLES[model.config.prompt_style])
+            style = chat_format(model.config, processor.tokenizer, training=False)
+            assistant = Assistant(model, processor, style=style)
             summary = evaluate(
                 assistant,
                 config.eval_benchmark,

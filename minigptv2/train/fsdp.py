@@ -37,10 +37,10 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import FSDPModule, fully_shard
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from minigptv2.errors import ConfigError
 from minigptv2.model import MiniGPTv2
+from minigptv2.model.decoding import decoder
 from minigptv2.train.distributed import World, all_ranks_agree
 
 # ``parallel: auto`` shards language models from this size up (LLaMA-2-7B: 6.7e9 parameters);
@@ -60,8 +60,11 @@ def shard(model: MiniGPTv2, world: World) -> MiniGPTv2:
     """Shard ``model`` in place over all ranks: one unit per decoder layer, one for the rest."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     mesh = init_device_mesh(device, (world.size,))
+    # A decoder layer is whatever the family's class says must not be split across devices
+    # (``_no_split_modules``: LlamaDecoderLayer, Qwen2DecoderLayer, Phi3DecoderLayer, ...).
+    layer_classes = set(getattr(decoder(model.language_model), "_no_split_modules", None) or ())
     for layer in model.language_model.modules():
-        if isinstance(layer, LlamaDecoderLayer):
+        if type(layer).__name__ in layer_classes:
             fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model

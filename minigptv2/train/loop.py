@@ -33,8 +33,9 @@ from minigptv2.errors import MiniGPTv2Error
 from minigptv2.model import MiniGPTv2
 from minigptv2.model.loss import answer_count
 from minigptv2.processor import Processor
+from minigptv2.prompts import chat_format
 from minigptv2.tasks import TASK_TOKENS
-from minigptv2.tokenizer import Tokenizer, train_tokenizer
+from minigptv2.tokenizer import AnyTokenizer, Tokenizer, train_tokenizer
 from minigptv2.train import evaluation, fsdp
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -116,7 +117,11 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     loader = DataLoader(
         mixture,
         batch_sampler=sampler,
-        collate_fn=Collator(processor, pieces=config.pieces),
+        collate_fn=Collator(
+            processor,
+            chat_format(model.config, tokenizer, training=True),
+            pieces=config.pieces,
+        ),
         num_workers=config.data.num_workers,
         # Its own generator: drawing worker seeds from the global one would shift the dropout
         # masks of a resumed run away from those of an uninterrupted one.
@@ -318,12 +323,19 @@ def _optimisation_step(
     return total
 
 
-def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv2, Tokenizer]:
-    """The stage's starting model: continued from ``init_from`` or built from a preset."""
+def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv2, AnyTokenizer]:
+    """The stage's starting model: continued from ``init_from``, built on the language-model
+    folder ``llm``, or built from a preset (from scratch)."""
     if config.init_from is not None:
         from minigptv2.checkpoints import load_pretrained
 
         model, tokenizer = load_pretrained(init_folder(config.init_from))
+    elif config.llm is not None:
+        from minigptv2.checkpoints.language_folder import load_with_language_model
+
+        model, tokenizer = load_with_language_model(
+            config.llm, get_preset(config.model), eva=config.eva
+        )
     else:
         tokenizer = _from_scratch_tokenizer(config, out, world)
         preset = get_preset(config.model)
@@ -371,14 +383,16 @@ def _unsharded(model: MiniGPTv2) -> MiniGPTv2 | None:
 
 
 def _export(
-    world: World, out: Path, model: MiniGPTv2, tokenizer: Tokenizer, config: TrainConfig
+    world: World, out: Path, model: MiniGPTv2, tokenizer: AnyTokenizer, config: TrainConfig
 ) -> Path:
     from minigptv2.checkpoints import save_pretrained
 
     target = out / "model"
     whole = _unsharded(model)
     if world.is_main:
-        save_pretrained(whole, tokenizer, target, full=config.init_from is None)
+        # Trainable-only when the base files are on record (init_from, or llm with an EVA file).
+        full = getattr(whole, "weights_source", None) is None
+        save_pretrained(whole, tokenizer, target, full=full)
         (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     barrier(world)
     _say(world, f"model saved to {target}")
