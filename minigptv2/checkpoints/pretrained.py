@@ -1,9 +1,14 @@
 """Our own checkpoint format: ``config.json``, ``model.safetensors`` and ``tokenizer.model``.
 
-``config.json`` is ``MiniGPTv2Config.to_dict()`` plus a ``checkpoint_format`` block::
+``config.json`` is ``MiniGPTv2Config.to_dict()`` plus ``model_type`` and a ``checkpoint_format``
+block::
 
-    {"vision": {...}, "language": {...}, "lora": {...}, ...,
+    {"model_type": "minigptv2", "vision": {...}, "language": {...}, "lora": {...}, ...,
      "checkpoint_format": {"version": 1, "contents": "trainable", "base": {...}}}
+
+``model_type`` is the key transformers' ``AutoConfig`` dispatches on, so
+``AutoModelForImageTextToText`` and ``pipeline`` open our folders (``minigptv2/integrations``). It
+changes nothing else: folders written before it was added load as they did.
 
 ``contents`` is ``"full"`` (every weight; loads alone) or ``"trainable"`` (the default: projector,
 LoRA, ``vision_norm`` and whatever ``model.trainable`` switches on -- tens of MB instead of 14 GB).
@@ -49,6 +54,9 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_KEY = "checkpoint_format"
+# What transformers' AutoConfig reads to find our classes (minigptv2/integrations/hf_config.py).
+MODEL_TYPE_KEY = "model_type"
+MODEL_TYPE = "minigptv2"
 # Not in any base file, so a trainable-only save always carries them.
 ALWAYS_SAVED = ("projector", "lora")
 
@@ -82,7 +90,7 @@ def save_pretrained(
     # A model that trains everything (e.g. from scratch) has no base to record.
     full = full or keys == set(model.state_dict())
     base = None if full else _base_record(model)
-    meta = model.config.to_dict()
+    meta = {MODEL_TYPE_KEY: MODEL_TYPE, **model.config.to_dict()}
     meta[FORMAT_KEY] = {
         "version": FORMAT_VERSION,
         "contents": "full" if full else "trainable",
@@ -257,6 +265,13 @@ def _read_config_json(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{path} is not a minigptv2 config (no {FORMAT_KEY} block); point at a folder"
             " written by save_pretrained"
         ) from None
+    # Absent from folders saved before transformers integration; the same format otherwise.
+    model_type = meta.pop(MODEL_TYPE_KEY, MODEL_TYPE)
+    if model_type != MODEL_TYPE:
+        raise CheckpointError(
+            f"{path} says model_type {model_type!r}, not {MODEL_TYPE!r}; it belongs to another"
+            " library (load it with that) or was edited by hand"
+        )
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{directory} uses checkpoint format {version}, this version of minigptv2 reads"
