@@ -230,13 +230,24 @@ def load_pretrained(
     return model, Tokenizer(directory)
 
 
+def read_config(directory: str | Path) -> MiniGPTv2Config:
+    """The model config of one of our folders, without opening its weights."""
+    directory = Path(directory)
+    meta, _ = _read_config_json(directory)
+    return _model_config(meta, directory)
+
+
+def _model_config(meta: dict[str, Any], directory: Path) -> MiniGPTv2Config:
+    try:
+        return MiniGPTv2Config.from_dict(meta)
+    except ConfigError as error:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
+
+
 def read_folder(directory: Path) -> SavedFolder:
     """``config.json`` and the (lazy) weights of one of our folders, with format checks."""
     meta, form = _read_config_json(directory)
-    try:
-        config = MiniGPTv2Config.from_dict(meta)
-    except ConfigError as error:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
+    config = _model_config(meta, directory)
     weights = read_state_dict(require_file(directory / WEIGHTS_FILE))
     part = Part(
         label=f"the folder {directory}",
