@@ -46,6 +46,7 @@ from minigptv2.checkpoints.released import (
 )
 from minigptv2.checkpoints.safe_load import read_state_dict, require_file
 from minigptv2.config import MiniGPTv2Config
+from minigptv2.constants import MODEL_TYPE
 from minigptv2.errors import CheckpointError, ConfigError
 from minigptv2.model.minigptv2 import MiniGPTv2
 from minigptv2.tokenizer import TOKENIZER_FILE, Tokenizer
@@ -56,7 +57,6 @@ WEIGHTS_FILE = "model.safetensors"
 FORMAT_KEY = "checkpoint_format"
 # What transformers' AutoConfig reads to find our classes (minigptv2/integrations/hf_config.py).
 MODEL_TYPE_KEY = "model_type"
-MODEL_TYPE = "minigptv2"
 # Not in any base file, so a trainable-only save always carries them.
 ALWAYS_SAVED = ("projector", "lora")
 
