@@ -141,7 +141,8 @@ def _check_target(directory: Path) -> None:
         return
     if not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is a file; choose another output folder")
-    if any(directory.iterdir()) and not _is_ours(directory):
+    # A folder holding only tokenizer.model is what a processor saved first (integrations/).
+    if {path.name for path in directory.iterdir()} - {TOKENIZER_FILE} and not _is_ours(directory):
         raise CheckpointError(
             f"{directory} exists and is not a minigptv2 save; choose another output folder or"
             " empty it first (it would be replaced)"

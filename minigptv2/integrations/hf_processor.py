@@ -85,6 +85,16 @@ class MiniGPTv2Processor(ProcessorMixin):
         self.style = style
         self.tokenizer = TokenizerView(processor.tokenizer, processor)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``repr`` shows; nothing of it is saved (``config.json`` holds these settings)."""
+        return {
+            "processor_class": type(self).__name__,
+            "prompt_style": self.style.name,
+            "image_size": self.processor.image_size,
+            "num_image_tokens": self.processor.num_image_tokens,
+            "tokenizer": str(self.processor.tokenizer.path),
+        }
+
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values"]
@@ -218,11 +228,8 @@ class MiniGPTv2Processor(ProcessorMixin):
         ``{"text": answer without box markup, "grounding": [{"phrase", "box"}, …]}``, boxes in
         pixels of that image (``[x1, y1, x2, y2]``), as ``Answer.to_json`` and the HTTP API
         give them."""
-        texts = (
-            list(outputs)
-            if outputs and all(isinstance(item, str) for item in outputs)
-            else self.batch_decode(outputs)
-        )
+        is_text = not isinstance(outputs, torch.Tensor) and all(isinstance(o, str) for o in outputs)
+        texts = list(outputs) if is_text else self.batch_decode(outputs)
         if len(texts) != len(image_sizes):
             raise PromptError(f"got {len(texts)} answers but {len(image_sizes)} image sizes")
         pairs = zip(texts, image_sizes, strict=True)
