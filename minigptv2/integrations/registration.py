@@ -18,12 +18,12 @@ breaking the caller's import of transformers; ``tests/integrations/test_hf.py`` 
 from __future__ import annotations
 
 import sys
-import warnings
-from collections.abc import Callable
-from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from importlib.machinery import ModuleSpec
+    from types import ModuleType
 
 
 def _register_config(auto: ModuleType) -> None:
@@ -64,6 +64,8 @@ def _run(name: str, module: ModuleType) -> None:
     try:
         hook(module)
     except Exception as error:  # never break the caller's `import transformers`
+        import warnings
+
         warnings.warn(
             f"minigptv2 could not register with {name} ({type(error).__name__}: {error}); "
             "transformers' Auto classes and pipeline will not open minigptv2 folders. This "
@@ -73,9 +75,11 @@ def _run(name: str, module: ModuleType) -> None:
         )
 
 
-class _RegisterAfterImport(MetaPathFinder):
-    """Finds nothing itself: for the auto modules it asks the other finders, then makes the
-    module's loader register us right after the module has run."""
+class _RegisterAfterImport:
+    """A ``sys.meta_path`` finder (importlib.abc.MetaPathFinder's protocol; the base class is not
+    imported, to keep ``import minigptv2`` fast) that finds nothing itself: for the auto modules
+    it asks the other finders, then makes the module's loader register us right after the module
+    has run."""
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> ModuleSpec | None:
         if fullname not in _pending:
