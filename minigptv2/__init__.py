@@ -1,13 +1,16 @@
 """MiniGPT-v2 (arXiv 2310.09478): one vision-language model, six tasks, boxes as plain text.
 
 Importing the package loads no weights and no heavy libraries; the model classes are imported on
-first use.
+first use. It also registers the model with transformers' Auto classes and pipeline, at the moment
+transformers loads them (``integrations/registration.py``).
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from typing import Any
+
+from minigptv2.integrations.registration import register_when_imported
 
 __version__ = "0.1.0"
 
@@ -31,6 +34,8 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
+
+register_when_imported()
 
 
 def __getattr__(name: str) -> Any:

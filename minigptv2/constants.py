@@ -43,3 +43,6 @@ PAD = "$$"
 # CLIP normalisation used by MiniGPT-v2's image processor (spec §5.3).
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# The "model_type" of our config.json: what transformers' AutoConfig dispatches on.
+MODEL_TYPE = "minigptv2"

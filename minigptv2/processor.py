@@ -194,12 +194,28 @@ class Processor:
     ) -> dict[str, torch.Tensor]:
         """Left-padded prompts (an instruction, or turns whose last one is open) and pixels."""
         self._check_pairs(prompts, images)
-        encoded = []
+        rendered = []
         for prompt, image in zip(prompts, images, strict=True):
             turns = [Turn(prompt)] if isinstance(prompt, str) else list(prompt)
             if turns and turns[-1].assistant is not None:
                 raise PromptError("the last turn of a prompt must be open (assistant=None)")
-            encoded.append(self.encode(render(turns, image=image is not None, style=style)))
+            rendered.append(render(turns, image=image is not None, style=style))
+        return self.rendered_batch(rendered, images)
+
+    def rendered_batch(
+        self, rendered: Sequence[Sequence[Piece]], images: Sequence[ImageSource | None]
+    ) -> dict[str, torch.Tensor]:
+        """``generation_batch`` for prompts already rendered (``prompts.render``, or text from
+        ``prompts.to_text`` split again by ``prompts.split_rendered``)."""
+        self._check_pairs(rendered, images)
+        encoded = [self.encode(pieces) for pieces in rendered]
+        for row, (sample, image) in enumerate(zip(encoded, images, strict=True)):
+            if sample.num_images != (image is not None):
+                raise PromptError(
+                    f"prompt {row} has {sample.num_images} {IMAGE_PLACEHOLDER} slot(s) but "
+                    f"{int(image is not None)} image; MiniGPT-v2 reads one image per prompt, its "
+                    "slot in the first user message (or none and no slot for text only)"
+                )
         batch = self._batch(encoded, [image for image in images if image is not None], "left")
         del batch["labels"]  # a prompt has nothing to supervise
         return batch

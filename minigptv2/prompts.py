@@ -24,6 +24,7 @@ same text inside its user turn.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -217,3 +218,22 @@ def _check_user_text(text: str) -> None:
                 "image slot itself, so remove it from the text and pass the image separately"
             )
     task_of(text)  # raises UnknownTaskError for a misspelt identifier
+
+
+# A piece ends where the template closes a user message or an answer ends.
+_PIECE_END = re.compile(f"{re.escape(INST_CLOSE)}|{re.escape(STOP_STRING)}")
+
+
+def split_rendered(text: str) -> list[Piece]:
+    """A rendered conversation (``to_text``) split back into the pieces ``render`` made, so that
+    tokenising it gives the same ids; answers (ending in ``</s>``) are the supervised pieces.
+
+    For text that comes back as one string, e.g. from a chat-template call with ``tokenize=False``.
+    """
+    pieces, start = [], 0
+    for match in _PIECE_END.finditer(text):
+        pieces.append(Piece(text[start : match.end()], supervised=match.group() == STOP_STRING))
+        start = match.end()
+    if start < len(text):
+        pieces.append(Piece(text[start:]))
+    return pieces

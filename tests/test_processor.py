@@ -5,7 +5,15 @@ from PIL import Image
 from minigptv2.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from minigptv2.errors import PromptError
 from minigptv2.processor import Processor
-from minigptv2.prompts import EVAL_STYLE, TRAIN_STYLE, Turn, render, render_prompt
+from minigptv2.prompts import (
+    EVAL_STYLE,
+    TRAIN_STYLE,
+    Turn,
+    render,
+    render_prompt,
+    split_rendered,
+    to_text,
+)
 
 
 @pytest.fixture
@@ -105,3 +113,26 @@ def test_tokenizer_larger_than_the_model_is_refused(tokenizer, tiny_config):
 def test_decode_cuts_at_eos(processor, tokenizer):
     ids = [*tokenizer.encode("red square"), tokenizer.eos_id, *tokenizer.encode("junk")]
     assert processor.decode(torch.tensor(ids)) == "red square"
+
+
+def test_a_rendered_prompt_batches_as_the_turns_it_came_from(processor):
+    turns = [Turn("[vqa] what colour?", "red"), Turn("[refer] the square")]
+    pictures = [image(), None]
+    prompts = [turns, "[caption] hello"]
+    expected = processor.generation_batch(prompts, pictures, style=TRAIN_STYLE)
+    rendered = [
+        split_rendered(to_text(render(turns, image=True, style=TRAIN_STYLE))),
+        render([Turn("[caption] hello")], image=False, style=TRAIN_STYLE),
+    ]
+    got = processor.rendered_batch(rendered, pictures)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+
+def test_a_rendered_prompt_must_have_a_slot_exactly_when_it_has_an_image(processor):
+    with_slot = render_prompt("[vqa] q", image=True)
+    with pytest.raises(PromptError, match="1 <ImageHere> slot"):
+        processor.rendered_batch([with_slot], [None])
+    with pytest.raises(PromptError, match="0 <ImageHere> slot"):
+        processor.rendered_batch([render_prompt("[vqa] q", image=False)], [image()])

@@ -1,7 +1,16 @@
 import pytest
 
 from minigptv2.errors import PromptError, UnknownTaskError
-from minigptv2.prompts import EVAL_STYLE, TRAIN_STYLE, Piece, Turn, render, render_prompt, to_text
+from minigptv2.prompts import (
+    EVAL_STYLE,
+    TRAIN_STYLE,
+    Piece,
+    Turn,
+    render,
+    render_prompt,
+    split_rendered,
+    to_text,
+)
 
 # Golden generation prompts (the reference evaluation/demo rendering, spec §2.2), one per task.
 IMG = "<s>[INST] <Img><ImageHere></Img> "
@@ -112,3 +121,15 @@ def test_only_the_last_turn_may_be_open():
         render([Turn("q1"), Turn("q2")])
     with pytest.raises(PromptError):
         render([])
+
+
+@pytest.mark.parametrize("style", [TRAIN_STYLE, EVAL_STYLE])
+@pytest.mark.parametrize("image", [True, False])
+def test_rendered_text_splits_back_into_the_same_pieces(style, image):
+    answered = [
+        Turn("[grounding] describe", "a <p>cat</p> {<1><2><3><4>}"),
+        Turn("[vqa] and?", "two"),
+    ]
+    for turns in (answered, [*answered, Turn("[refer] the dog")], [Turn("hi")]):
+        pieces = render(turns, image=image, style=style)
+        assert split_rendered(to_text(pieces)) == pieces

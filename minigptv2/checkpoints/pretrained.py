@@ -4,10 +4,15 @@ The tokenizer is LLaMA's SentencePiece ``tokenizer.model``, or, for a language m
 a ``transformers`` tokenizer, its ``tokenizer.json`` / ``tokenizer_config.json`` (with its chat
 template); ``tokenizer.load_tokenizer`` tells them apart.
 
-``config.json`` is ``MiniGPTv2Config.to_dict()`` plus a ``checkpoint_format`` block::
+``config.json`` is ``MiniGPTv2Config.to_dict()`` plus ``model_type`` and a ``checkpoint_format``
+block::
 
-    {"vision": {...}, "language": {...}, "lora": {...}, ...,
+    {"model_type": "minigptv2", "vision": {...}, "language": {...}, "lora": {...}, ...,
      "checkpoint_format": {"version": 1, "contents": "trainable", "base": {...}}}
+
+``model_type`` is the key transformers' ``AutoConfig`` dispatches on, so
+``AutoModelForImageTextToText`` and ``pipeline`` open our folders (``minigptv2/integrations``). It
+changes nothing else: folders written before it was added load as they did.
 
 ``contents`` is ``"full"`` (every weight; loads alone) or ``"trainable"`` (the default: projector,
 LoRA, ``vision_norm`` and whatever ``model.trainable`` switches on -- tens of MB instead of 14 GB).
@@ -46,6 +51,7 @@ from minigptv2.checkpoints.released import (
 )
 from minigptv2.checkpoints.safe_load import read_state_dict, require_file
 from minigptv2.config import MiniGPTv2Config
+from minigptv2.constants import MODEL_TYPE
 from minigptv2.errors import CheckpointError, ConfigError
 from minigptv2.model.language import tied_aliases
 from minigptv2.model.minigptv2 import MiniGPTv2
@@ -55,6 +61,8 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_KEY = "checkpoint_format"
+# What transformers' AutoConfig reads to find our classes (minigptv2/integrations/hf_config.py).
+MODEL_TYPE_KEY = "model_type"
 # Not in any base file, so a trainable-only save always carries them.
 ALWAYS_SAVED = ("projector", "lora")
 
@@ -88,7 +96,7 @@ def save_pretrained(
     # A model that trains everything (e.g. from scratch) has no base to record.
     full = full or keys == saved_keys(model, full=True)
     base = None if full else _base_record(model)
-    meta = model.config.to_dict()
+    meta = {MODEL_TYPE_KEY: MODEL_TYPE, **model.config.to_dict()}
     meta[FORMAT_KEY] = {
         "version": FORMAT_VERSION,
         "contents": "full" if full else "trainable",
@@ -140,7 +148,8 @@ def _check_target(directory: Path) -> None:
         return
     if not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is a file; choose another output folder")
-    if any(directory.iterdir()) and not _is_ours(directory):
+    # A folder holding only tokenizer.model is what a processor saved first (integrations/).
+    if {path.name for path in directory.iterdir()} - {TOKENIZER_FILE} and not _is_ours(directory):
         raise CheckpointError(
             f"{directory} exists and is not a minigptv2 save; choose another output folder or"
             " empty it first (it would be replaced)"
@@ -259,13 +268,24 @@ def load_pretrained(
     return model, load_tokenizer(directory)
 
 
+def read_config(directory: str | Path) -> MiniGPTv2Config:
+    """The model config of one of our folders, without opening its weights."""
+    directory = Path(directory)
+    meta, _ = _read_config_json(directory)
+    return _model_config(meta, directory)
+
+
+def _model_config(meta: dict[str, Any], directory: Path) -> MiniGPTv2Config:
+    try:
+        return MiniGPTv2Config.from_dict(meta)
+    except ConfigError as error:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
+
+
 def read_folder(directory: Path) -> SavedFolder:
     """``config.json`` and the (lazy) weights of one of our folders, with format checks."""
     meta, form = _read_config_json(directory)
-    try:
-        config = MiniGPTv2Config.from_dict(meta)
-    except ConfigError as error:
-        raise CheckpointError(f"{directory / CONFIG_FILE}: {error}") from None
+    config = _model_config(meta, directory)
     weights = read_state_dict(require_file(directory / WEIGHTS_FILE))
     part = Part(
         label=f"the folder {directory}",
@@ -294,6 +314,13 @@ def _read_config_json(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"{path} is not a minigptv2 config (no {FORMAT_KEY} block); point at a folder"
             " written by save_pretrained"
         ) from None
+    # Absent from folders saved before transformers integration; the same format otherwise.
+    model_type = meta.pop(MODEL_TYPE_KEY, MODEL_TYPE)
+    if model_type != MODEL_TYPE:
+        raise CheckpointError(
+            f"{path} says model_type {model_type!r}, not {MODEL_TYPE!r}; it belongs to another"
+            " library (load it with that) or was edited by hand"
+        )
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{directory} uses checkpoint format {version}, this version of minigptv2 reads"

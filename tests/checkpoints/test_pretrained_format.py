@@ -228,3 +228,31 @@ def test_config_json_format_block_is_checked(loaded, tmp_path, change, message):
     (folder / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=message):
         load_pretrained(folder)
+
+
+def test_the_folder_names_its_model_type_and_older_folders_without_it_still_load(
+    tiny_model, tokenizer, tmp_path
+):
+    # transformers' AutoConfig dispatches on "model_type"; our loader tolerates it and its absence.
+    folder = save_pretrained(tiny_model, tokenizer, tmp_path / "new", full=True)
+    meta = json.loads((folder / "config.json").read_text())
+    assert meta["model_type"] == "minigptv2"
+    older = tmp_path / "older"
+    shutil.copytree(folder, older)
+    del meta["model_type"]
+    (older / "config.json").write_text(json.dumps(meta))
+    new_model, _ = load_pretrained(folder)
+    old_model, _ = load_pretrained(older)
+    for (name, tensor), (_, other) in zip(
+        new_model.state_dict().items(), old_model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(tensor, other), name
+    assert new_model.config == old_model.config == tiny_model.config
+
+
+def test_a_config_of_another_model_type_is_refused(tiny_model, tokenizer, tmp_path):
+    folder = save_pretrained(tiny_model, tokenizer, tmp_path / "run", full=True)
+    meta = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**meta, "model_type": "llava"}))
+    with pytest.raises(CheckpointError, match="model_type 'llava'"):
+        load_pretrained(folder)
