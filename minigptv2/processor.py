@@ -126,7 +126,7 @@ class Processor:
         turns: Sequence[Turn],
         *,
         image: bool,
-        style: PromptStyle = TRAIN_STYLE,
+        style: ChatFormat = TRAIN_STYLE,
         packed: bool = False,
     ) -> int:
         """Tokens of one training row (a conversation, or packed questions). Raises

@@ -55,7 +55,7 @@ from minigptv2.constants import MODEL_TYPE
 from minigptv2.errors import CheckpointError, ConfigError
 from minigptv2.model.language import tied_aliases
 from minigptv2.model.minigptv2 import MiniGPTv2
-from minigptv2.tokenizer import AnyTokenizer, load_tokenizer
+from minigptv2.tokenizer import HF_TOKENIZER_FILES, AnyTokenizer, load_tokenizer
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -148,8 +148,9 @@ def _check_target(directory: Path) -> None:
         return
     if not directory.is_dir():
         raise CheckpointError(f"{directory} exists and is a file; choose another output folder")
-    # A folder holding only tokenizer.model is what a processor saved first (integrations/).
-    if {path.name for path in directory.iterdir()} - {TOKENIZER_FILE} and not _is_ours(directory):
+    # A folder holding only tokenizer files is what a processor saved first (integrations/).
+    tokenizer_files = {"tokenizer.model", *HF_TOKENIZER_FILES}
+    if {path.name for path in directory.iterdir()} - tokenizer_files and not _is_ours(directory):
         raise CheckpointError(
             f"{directory} exists and is not a minigptv2 save; choose another output folder or"
             " empty it first (it would be replaced)"
