@@ -1,13 +1,31 @@
 #!/usr/bin/env bash
-# Train the shipped Shapes model: the three stages in order, each from the previous one's export.
-# About an hour on 2 CPU cores. Re-running continues a killed stage (--resume) and skips finished
-# ones. The result to ship is runs/shapes/stage3/model.
+# Train a shipped Shapes model: the three stages in order, each from the previous one's export.
+#   scripts/train_shapes.sh              the English model   -> runs/shapes/stage3/model
+#   scripts/train_shapes.sh shapes-ko    the English + Korean model (issue 17), same recipe, each
+#                                        sample in one of the two languages, a 1000-piece tokenizer
+#                                        so that Hangul syllables get pieces of their own
+#                                        -> runs/shapes-ko/stage3/model
+# About 90 minutes each on 2 CPU cores. Re-running continues a killed stage (--resume) and skips
+# finished ones; further arguments are overrides passed to every stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+name=shapes
+if [ "${1:-}" = shapes-ko ]; then
+  name=shapes-ko
+  shift
+fi
 for stage in 1 2 3; do
-  if [ -f "runs/shapes/stage$stage/model/config.json" ]; then
+  out="runs/$name/stage$stage"
+  if [ -f "$out/model/config.json" ]; then
     echo "stage $stage already trained"
     continue
   fi
-  python -m minigptv2 train --config "configs/shapes/stage$stage.yaml" --resume "$@"
+  extra=()
+  if [ "$name" = shapes-ko ]; then
+    extra=(data.language=en+ko tokenizer_vocab=1000 "out_dir=$out")
+    if [ "$stage" -gt 1 ]; then
+      extra+=("init_from=runs/$name/stage$((stage - 1))/model")
+    fi
+  fi
+  python -m minigptv2 train --config "configs/shapes/stage$stage.yaml" --resume "${extra[@]}" "$@"
 done
