@@ -13,7 +13,10 @@ which every result says in its ``*_method`` field:
   scaled by the FLOPs ratio.
 
 Decode is compared with the memory-bandwidth bound: every weight a token reads (32 layers + the
-head) divided by the measured read bandwidth.
+head) divided by the measured read bandwidth. ``first_answer_s`` is what a user waits for a first
+answer: encode a 448-px image, prefill its 256 tokens and a 40-token prompt, decode 20 tokens.
+The weight-only ``int8`` and ``int4`` language models (``minigptv2.model.quantize``) take fp32
+activations and pair with the fp32 image encoder.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ LANGUAGE = LanguageConfig()
 # A MiniGPT-v2 prompt: 256 image tokens and about 40 of template and instruction.
 PROMPT_TOKENS = 296
 DECODE_STEPS = 6
-PROBE_TOKENS = 32
+# Above the quantised layers' MATRIX_ROWS (64), so a probe takes the path the prompt will take.
+PROBE_TOKENS = 80
+ANSWER_TOKENS = 20  # first_answer_s: image + prompt prefill + this many new tokens
 
 
 def _matrix_elements(module: nn.Module) -> int:
@@ -156,19 +161,20 @@ def measure_language(
     cap_s: float,
     language: LanguageConfig = LANGUAGE,
     prompt_tokens: int = PROMPT_TOKENS,
-    int8: bool = False,
+    quantize: str | None = None,
 ) -> dict[str, Any]:
     """Prefill of a MiniGPT-v2 prompt and greedy decode for LLaMA-2-7B, from a 2-layer model.
 
     Hooks time each decoder layer; 32 x the cheapest layer + what runs outside the layers
     (embedding, final norm, the head on the last position) is the full model's time.
+    ``quantize`` ("int8", "int4") replaces the linears by weight-only quantised ones; norms stay.
     """
     layers = 2
     model = _llama(layers, dtype, language)
-    if int8:  # weight-only int8 linears (bf16 activations inside the kernel), norms stay
-        from minigptv2.model.quantize import quantize_int8
+    if quantize is not None:
+        from minigptv2.assistant import QUANTIZATIONS
 
-        quantize_int8(model)
+        QUANTIZATIONS[quantize](model)
     clock = LayerClock(model.model.layers)
     hidden = language.hidden_size
     layer_matrices = _matrix_elements(model.model.layers[0])
@@ -216,8 +222,21 @@ def measure_language(
     }
 
 
+def first_answer(vision: dict[str, Any], language: dict[str, Any], vision_name: str) -> None:
+    """Add ``first_answer_s``: image encoding + prompt prefill + ``ANSWER_TOKENS`` decode steps."""
+    seconds = (
+        vision["encode_s"] + language["prefill_s"] + ANSWER_TOKENS / language["decode_tokens_per_s"]
+    )
+    language["first_answer_s"] = round(seconds, 2)
+    language["first_answer_method"] = (
+        f"ViT-g {vision_name} encode + prefill of {language['prompt_tokens']} tokens (256 image, "
+        f"the rest prompt) + {ANSWER_TOKENS} tokens at the decode rate"
+    )
+
+
 def measure_full_size(machine: dict[str, Any], cap_s: float = 60.0) -> dict[str, Any]:
-    """Vision encoding, prefill and decode at real size in fp32 and bf16 (see module docstring)."""
+    """Vision encoding, prefill and decode at real size in fp32 and bf16, and the language model
+    with int8 and int4 weights (see module docstring)."""
     result: dict[str, Any] = {}
     for name, dtype, peak in (
         ("fp32", torch.float32, machine["matmul_gflops"]),
@@ -227,11 +246,11 @@ def measure_full_size(machine: dict[str, Any], cap_s: float = 60.0) -> dict[str,
         result[f"vision_{name}"] = measure_vision(dtype, peak, cap_s)
         log(f"full size: LLaMA-2-7B layers in {name}")
         result[f"language_{name}"] = measure_language(dtype, machine["memory_gbps"], cap_s)
-    log("full size: LLaMA-2-7B layers with int8 weights")
-    try:
-        result["language_int8"] = measure_language(
-            torch.float32, machine["memory_gbps"], cap_s, int8=True
+        first_answer(result[f"vision_{name}"], result[f"language_{name}"], name)
+    for name in ("int8", "int4"):
+        log(f"full size: LLaMA-2-7B layers with {name} weights")
+        result[f"language_{name}"] = measure_language(
+            torch.float32, machine["memory_gbps"], cap_s, quantize=name
         )
-    except ImportError:
-        result["language_int8"] = None  # no quantisation module in this version
+        first_answer(result["vision_fp32"], result[f"language_{name}"], "fp32")
     return result

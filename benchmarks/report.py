@@ -139,6 +139,11 @@ def _full_size_rows(name: str, vision: dict | None, language: dict | None) -> li
             f"| {prefill} | {language['prefill_s']:.2f} | {language['prefill_method']} |",
             f"| decode tokens/s, {name} | {decode} | {language['decode_method']} |",
         ]
+        if "first_answer_s" in language:
+            rows.append(
+                f"| first answer s, {name} | {language['first_answer_s']:.1f} | "
+                f"{language['first_answer_method']} |"
+            )
     return rows
 
 
@@ -162,7 +167,7 @@ def table(result: dict[str, Any]) -> str:
     full = result.get("full_size")
     if full:
         lines += ["", "| full size (ViT-g 448 px + LLaMA-2-7B) | value | how |", "|---|---|---|"]
-        for name in ("fp32", "bf16", "int8"):
+        for name in ("fp32", "bf16", "int8", "int4"):
             lines += _full_size_rows(name, full.get(f"vision_{name}"), full.get(f"language_{name}"))
     recipe = result.get("recipe")
     if recipe:

@@ -20,7 +20,7 @@ from minigptv2.errors import CheckpointError, ConfigError, PromptError
 from minigptv2.images import ImageSource, load_image
 from minigptv2.model import MiniGPTv2
 from minigptv2.model.decoding import Sampling
-from minigptv2.model.quantize import quantize_int8
+from minigptv2.model.quantize import quantize_int4, quantize_int8
 from minigptv2.processor import Processor
 from minigptv2.prompts import EVAL_STYLE, ChatFormat, Turn, chat_format
 from minigptv2.streaming import TextDeltas
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from minigptv2.session import ChatSession
 
 # Weight-only quantizations of the language model, applied after loading.
-QUANTIZATIONS = {"int8": quantize_int8}
+QUANTIZATIONS = {"int8": quantize_int8, "int4": quantize_int4}
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,9 @@ class Assistant:
         ``config.json``.
 
         ``quantize="int8"`` stores the language model's linear weights as int8 (weight-only, per
-        output channel; see ``model/quantize.py``): faster CPU decoding for a small accuracy cost.
+        output channel), ``quantize="int4"`` as 4-bit integers with a scale and a zero per group
+        of 128 input channels (see ``model/quantize.py``): faster CPU decoding and a half or a
+        quarter of bf16's memory, for a small accuracy cost (the README gives it).
 
         Generation uses the prompt style named in the model's config (``prompt_style``): the
         reference evaluation style for released weights, the training style for the Shapes model,

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from minigptv2.assistant import Assistant, GenerationConfig
+from minigptv2.checkpoints.options import add_quantize_argument, quantization
 from minigptv2.images import ImageSource, load_image
 
 
@@ -105,7 +106,7 @@ def shipped_report(
 ) -> dict[str, object]:
     """Batch 1 and 8 generation and three chat turns on the shipped Shapes model.
 
-    ``load`` goes to ``Assistant.load`` (``dtype="bfloat16"``, ``quantize="int8"``).
+    ``load`` goes to ``Assistant.load`` (``dtype="bfloat16"``, ``quantize="int4"``).
     """
     from minigptv2.data.shapes import make_sample
 
@@ -147,7 +148,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch threads (default: all)")
     parser.add_argument("--cpu-time", action="store_true", help="time CPU use, not wall clock")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"))
-    parser.add_argument("--int8", action="store_true")
+    add_quantize_argument(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -156,7 +157,7 @@ def main() -> None:
         args.max_new_tokens,
         time.process_time if args.cpu_time else time.perf_counter,
         dtype=args.dtype,
-        quantize="int8" if args.int8 else None,
+        quantize=quantization(args),
     )
     print(json.dumps(report, indent=2))
 

@@ -3,6 +3,7 @@
 ``generate``, ``chat``, ``demo``, ``eval`` and ``serve`` (through ``serve/terminal.py``) and
 ``convert`` take the same options for the released files, each documented here once, so a file
 that needs ``--image-size`` or ``--vision-heads`` to convert also needs (and accepts) it to chat.
+The commands that answer (all but ``convert``) also take ``--quantize int8|int4``.
 
 Only light imports: the CLI imports this module to build its parser.
 """
@@ -13,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from minigptv2.constants import RELEASED_IMAGE_SIZE
+from minigptv2.errors import ConfigError
 
 
 def add_released_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -44,3 +46,31 @@ def add_released_arguments(parser: argparse.ArgumentParser | argparse._ArgumentG
         type=int,
         help="ViT attention heads of the released files, if the ViT width is not a multiple of 88",
     )
+
+
+# Weight-only quantizations of the language model (``model/quantize.py``; ``Assistant.load`` maps
+# each name to its function). Spelled here so that building the parser imports no torch.
+QUANTIZATIONS = ("int8", "int4")
+
+
+def add_quantize_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--quantize int8|int4`` for the commands that load a model to answer with it."""
+    parser.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="weight-only int8 or int4 for the language model's linear layers: faster CPU "
+        "decoding, less memory, a small accuracy cost (default: the model's own dtype)",
+    )
+    parser.add_argument(
+        "--int8", action="store_true", help="the same as --quantize int8 (kept for old scripts)"
+    )
+
+
+def quantization(args: argparse.Namespace) -> str | None:
+    """The quantization ``args`` ask for; ``--int8`` beside another ``--quantize`` is refused."""
+    chosen = getattr(args, "quantize", None)
+    if getattr(args, "int8", False):
+        if chosen not in (None, "int8"):
+            raise ConfigError(f"--int8 and --quantize {chosen} disagree; pass one of them")
+        return "int8"
+    return chosen

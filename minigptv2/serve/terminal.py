@@ -12,7 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from minigptv2.checkpoints.options import add_released_arguments
+from minigptv2.checkpoints.options import (
+    add_quantize_argument,
+    add_released_arguments,
+    quantization,
+)
 from minigptv2.errors import MiniGPTv2Error, PromptError
 from minigptv2.tasks import TASKS
 
@@ -30,11 +34,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (default: the shipped Shapes model)")
     source.add_argument("--model", type=Path, help="a folder saved by this project")
     add_released_arguments(source)  # the same options as `minigptv2 convert`
-    source.add_argument(
-        "--int8",
-        action="store_true",
-        help="int8 weights for the language model's linear layers (faster CPU decoding)",
-    )
+    add_quantize_argument(source)
     decoding = parser.add_argument_group("decoding (default: greedy)")
     decoding.add_argument("--max-new-tokens", type=int, default=128, help="answer length limit")
     decoding.add_argument("--sample", action="store_true", help="sample instead of greedy")
@@ -54,7 +54,7 @@ def load_assistant(args: argparse.Namespace):
         dtype=args.dtype,
         image_size=args.image_size,
         vision_heads=args.vision_heads,
-        quantize="int8" if getattr(args, "int8", False) else None,
+        quantize=quantization(args),
     )
 
 

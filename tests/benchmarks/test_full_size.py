@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.full_size import LayerClock, _extrapolate, measure_language, measure_vision
+from benchmarks.full_size import (
+    LayerClock,
+    _extrapolate,
+    first_answer,
+    measure_language,
+    measure_vision,
+)
 from minigptv2.config import LanguageConfig, VisionConfig
 
 
@@ -45,13 +51,26 @@ def test_vision_and_language_sections_on_toy_widths():
     assert result["bandwidth_bound_tokens_per_s"] == pytest.approx(10.0 / expected_gb, rel=1e-3)
 
 
-def test_int8_weights_quarter_the_bytes_a_decode_step_reads():
-    language = LanguageConfig(vocab_size=300, hidden_size=64, num_layers=4, num_heads=4,
-                              intermediate_size=128)  # fmt: skip
+def test_int8_and_int4_weights_cut_the_bytes_a_decode_step_reads():
+    language = LanguageConfig(vocab_size=320, hidden_size=128, num_layers=4, num_heads=4,
+                              intermediate_size=256)  # fmt: skip
     fp32 = measure_language(torch.float32, 10.0, 5.0, language=language, prompt_tokens=16)
     int8 = measure_language(
-        torch.float32, 10.0, 5.0, language=language, prompt_tokens=16, int8=True
+        torch.float32, 10.0, 5.0, language=language, prompt_tokens=16, quantize="int8"
     )
     # int8 weights plus one bf16 scale per output channel, fp32 norms: just over a quarter.
     assert 0.25 < int8["weight_bytes_per_token"] / fp32["weight_bytes_per_token"] < 0.3
     assert int8["decode_tokens_per_s"] > 0
+    int4 = measure_language(
+        torch.float32, 10.0, 5.0, language=language, prompt_tokens=90, quantize="int4"
+    )
+    # Half a byte per weight plus a bf16 scale and zero per 128: 17/128 of fp32, and the norms.
+    assert 0.125 < int4["weight_bytes_per_token"] / fp32["weight_bytes_per_token"] < 0.15
+    assert int4["decode_tokens_per_s"] > 0 and int4["prefill_gflops"] > 0
+
+
+def test_first_answer_adds_image_prefill_and_twenty_tokens():
+    language = {"prefill_s": 2.0, "decode_tokens_per_s": 4.0, "prompt_tokens": 296}
+    first_answer({"encode_s": 1.5}, language, "fp32")
+    assert language["first_answer_s"] == pytest.approx(1.5 + 2.0 + 20 / 4.0)
+    assert "296 tokens" in language["first_answer_method"]

@@ -64,6 +64,19 @@ def test_generate_with_int8_weights(saved_model, picture, capsys, monkeypatch):
     assert set(json.loads(capsys.readouterr().out)) == {"text", "grounding"}
 
 
+def test_generate_with_int4_weights_and_a_bad_quantization(saved_model, picture, capsys):
+    args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
+    assert main([*args, "--quantize", "int4", "--json", "--max-new-tokens", "3"]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"text", "grounding"}
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--quantize", "int3"])
+    assert exit_info.value.code == 2
+    assert "error: argument --quantize: invalid choice: 'int3'" in capsys.readouterr().err
+    # --int8 (the old spelling) beside a different --quantize is refused in one line.
+    assert main([*args, "--int8", "--quantize", "int4"]) != 0
+    assert "error: --int8 and --quantize int4 disagree" in capsys.readouterr().err
+
+
 def test_generate_draws_boxes(saved_model, picture, tmp_path):
     out = tmp_path / "drawn.png"
     args = ["generate", "--model", str(saved_model), "--image", str(picture), "--prompt", "hi"]
