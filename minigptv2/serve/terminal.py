@@ -304,7 +304,9 @@ def run_demo(args: argparse.Namespace) -> int:
     and marked right or wrong, boxes drawn to PNGs.
 
     ``OUT/demo.png`` holds the grounded caption's boxes, ``OUT/demo_refer.png`` the referring box.
-    Your own ``--image`` gets two questions and no true answers.
+    Your own ``--image`` gets two questions and no true answers. ``--language ko`` asks the same
+    questions in Korean (a model whose tokenizer reads Hangul: ``--model shapes-ko``). A label no
+    installed font can write is drawn as a number, and its legend is printed.
     """
     from minigptv2.images import load_image
 
