@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minigptv2.boxes import Grounding, parse_grounding
-from minigptv2.config import SHIPPED_MODEL
+from minigptv2.config import SHIPPED_MODEL as SHIPPED_MODEL  # re-exported for callers
+from minigptv2.config import resolve_model
 from minigptv2.constants import RELEASED_IMAGE_SIZE
 from minigptv2.errors import CheckpointError, ConfigError, PromptError
 from minigptv2.images import ImageSource, load_image
@@ -99,6 +100,10 @@ class Assistant:
     ) -> Assistant:
         """Our saved folder, the three released files, or (with no argument) the shipped model.
 
+        ``model`` is a folder or the name of a model shipped with the package (``"shapes"``,
+        ``"shapes-ko"``; ``config.SHIPPED_MODELS``): an existing folder wins over a name
+        (``config.resolve_model``).
+
         ``image_size`` (default 448) and ``vision_heads`` build the model from the released files
         as ``load_released`` (and ``minigptv2 convert``) does; a saved folder has its own in its
         ``config.json``.
@@ -138,13 +143,7 @@ class Assistant:
                     " a saved folder keeps those of its config.json (make another one with"
                     " `minigptv2 convert --image-size N`)"
                 )
-            folder = Path(model) if model is not None else SHIPPED_MODEL
-            if model is None and not (folder / "config.json").is_file():
-                raise CheckpointError(
-                    f"the shipped model is missing from {folder}; reinstall the package or pass "
-                    "--model DIR / --eva FILE --llama DIR --checkpoint FILE"
-                )
-            network, tokenizer = load_pretrained(folder, strict=strict, dtype=dtype)
+            network, tokenizer = load_pretrained(resolve_model(model), strict=strict, dtype=dtype)
         if quantize is not None:
             if quantize not in QUANTIZATIONS:
                 raise ConfigError(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from minigptv2.constants import TOKENS_MERGED
-from minigptv2.errors import ConfigError
+from minigptv2.errors import CheckpointError, ConfigError
 from minigptv2.families import get_family
 
 DTYPES = ("float32", "bfloat16")
@@ -328,8 +328,91 @@ PRESETS["shapes-qwen2"] = PRESETS["shapes"].replace(
 )
 
 
+# -- Models by name -------------------------------------------------------------------------------
+# Weights this package ships (or will ship) inside the installed package, loadable by name
+# wherever a model folder is asked for (``--model NAME``, ``Assistant.load(NAME)``,
+# ``init_from: NAME``); ``resolve_model`` is the one place that turns a name into a folder.
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model folder inside the package: what it is and, if it is absent, how to get it."""
+
+    folder: Path
+    about: str
+    if_missing: str
+
+
+SHIPPED_MODELS: dict[str, ShippedModel] = {
+    "shapes": ShippedModel(
+        ASSETS / "shapes",
+        "English Shapes model, the default",
+        "reinstall the package (pip install -e .), or retrain it with scripts/train_shapes.sh",
+    ),
+    # Issue 17: the same recipe on English + Korean samples, with a tokenizer that has Hangul.
+    "shapes-ko": ShippedModel(
+        ASSETS / "shapes-ko",
+        "English + Korean Shapes model",
+        "it is not installed yet: train it with `scripts/train_shapes.sh shapes-ko` (about 90"
+        " minutes on 2 CPU cores) and copy runs/shapes-ko/stage3/model to"
+        f" {ASSETS / 'shapes-ko'}, or pass that folder itself",
+    ),
+}
+DEFAULT_MODEL = "shapes"
+# "shipped": the default model, under the name stage configs have used since the first release.
+SHIPPED_ALIAS = "shipped"
 # The weights of the "shapes" preset this package ships, inside the installed package.
-SHIPPED_MODEL = Path(__file__).parent / "assets" / "shapes"
+SHIPPED_MODEL = SHIPPED_MODELS[DEFAULT_MODEL].folder
+# What --help says about a model argument (the rule ``resolve_model`` implements).
+MODEL_NAME_RULE = (
+    "a model folder, or the name of a model shipped with the package: "
+    + ", ".join(SHIPPED_MODELS)
+    + f" ({SHIPPED_ALIAS} = {DEFAULT_MODEL}); an existing folder of that name wins over the name"
+    " (write a path, e.g. ./shapes-ko, to make the intent plain)"
+)
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The folder ``model`` names: None is the default shipped model; an existing path is itself
+    (a path wins over a name); else a name of ``SHIPPED_MODELS`` (or ``"shipped"``) is its folder
+    inside the package, checked to be installed. Anything else is returned as a path, for the
+    loader to report, unless it is a bare word, which is reported here with the known names."""
+    if model is None:
+        return _shipped_folder(DEFAULT_MODEL)
+    path = Path(model)
+    if path.exists():
+        return path
+    name = DEFAULT_MODEL if str(model) == SHIPPED_ALIAS else str(model)
+    if name in SHIPPED_MODELS:
+        return _shipped_folder(name)
+    if len(path.parts) == 1:  # a bare word: most likely a mistyped name
+        raise CheckpointError(
+            f"no folder {str(model)!r} here, and {str(model)!r} is not the name of a shipped model;"
+            f" known names: {known_models()}"
+        )
+    return path
+
+
+def known_models() -> str:
+    """The shipped names, each with what it is and whether it is installed, for error messages."""
+    rows = [
+        f"{name} ({entry.about}; "
+        + ("installed" if (entry.folder / "config.json").is_file() else "not installed")
+        + ")"
+        for name, entry in SHIPPED_MODELS.items()
+    ]
+    return ", ".join(rows)
+
+
+def _shipped_folder(name: str) -> Path:
+    entry = SHIPPED_MODELS[name]
+    if not (entry.folder / "config.json").is_file():
+        raise CheckpointError(
+            f"the shipped model {name!r} is missing from {entry.folder}: {entry.if_missing}."
+            f" Known names: {known_models()}"
+        )
+    return entry.folder
 
 
 def get_preset(name: str) -> MiniGPTv2Config:

@@ -200,6 +200,44 @@ def load_tokenizer(folder: str | Path) -> AnyTokenizer:
     return Tokenizer(folder)
 
 
+_REQUIRED_PIECES = re.compile(r"smaller than required_chars\. \d+ vs (\d+)")
+
+
+class VocabularyTooSmallError(ConfigError):
+    """A tokenizer's vocabulary cannot hold its corpus's characters, byte pieces and symbols."""
+
+    def __init__(self, vocab_size: int, required: int) -> None:
+        self.vocab_size, self.required = vocab_size, required
+        super().__init__(
+            f"a vocabulary of {vocab_size} pieces is too small for this corpus: every character"
+            f" it holds, the 256 byte pieces and the symbols need at least {required}; train"
+            f" with a larger vocab_size"
+        )
+
+
+# SentencePiece's byte-fallback pieces: what a character without a piece of its own becomes.
+_BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+
+
+def unreadable_characters(tokenizer: AnyTokenizer, text: str) -> list[str]:
+    """The characters of ``text`` (in order, once each) that ``tokenizer`` has no piece for: each
+    becomes the unknown id or raw-byte pieces (``<0xEB>``), which a model whose tokenizer was
+    trained without them has never read (e.g. Hangul for the English Shapes tokenizer).
+
+    A byte-level BPE (``HFTokenizer`` of Qwen2 or GPT-2 style) has no unknown id and no byte
+    pieces of this form: every character is readable to it, and none is returned.
+    """
+    missing = []
+    for char in dict.fromkeys(text):
+        if char.isascii() or char.isspace():
+            continue
+        ids = tokenizer.encode(char)
+        pieces = tokenizer.pieces(ids)
+        if tokenizer.unk_id in ids or any(_BYTE_PIECE.fullmatch(piece) for piece in pieces):
+            missing.append(char)
+    return missing
+
+
 def train_tokenizer(
     lines: Iterable[str],
     folder: str | Path,
@@ -235,6 +273,12 @@ def train_tokenizer(
             hard_vocab_limit=False,
             minloglevel=2,
         )
+    except RuntimeError as error:
+        # SentencePiece: "Vocabulary size is smaller than required_chars. 480 vs 519. ..."
+        needed = _REQUIRED_PIECES.search(str(error))
+        if needed is None:
+            raise
+        raise VocabularyTooSmallError(vocab_size, int(needed.group(1))) from None
     finally:
         corpus.unlink(missing_ok=True)
         (folder / "tokenizer.vocab").unlink(missing_ok=True)

@@ -40,13 +40,13 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def model_processor(model: str | Path | None = None) -> Processor:
-    """The processor of a model folder (default: the shipped model), from its config and
-    tokenizer alone: the weights are not read."""
+    """The processor of a model folder or shipped model name (default: the shipped model), from
+    its config and tokenizer alone: the weights are not read."""
     from minigptv2.checkpoints.pretrained import read_folder
-    from minigptv2.config import SHIPPED_MODEL
+    from minigptv2.config import resolve_model
     from minigptv2.tokenizer import Tokenizer
 
-    folder = Path(model) if model is not None else SHIPPED_MODEL
+    folder = resolve_model(model)
     return Processor(Tokenizer(folder), read_folder(folder).config)
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from functools import partial
 
+from minigptv2.config import MODEL_NAME_RULE
 from minigptv2.data.shapes import SPLITS
 
 # Rendering and PNG encoding are CPU-bound and independent per sample.
@@ -27,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("file", help="a custom-format .jsonl file (see README, 'Your own data')")
     check.add_argument(
         "--model",
-        help="the model folder to train from, whose tokenizer and length limits rows must fit "
-        "(default: the shipped model, which configs/shapes/finetune.yaml starts from)",
+        help="the model to train from, whose tokenizer and length limits rows must fit: "
+        f"{MODEL_NAME_RULE} (default: the shipped model, which configs/shapes/finetune.yaml "
+        "starts from)",
     )
     shapes = add_parser("shapes", help="write Shapes samples in the custom JSONL format")
     shapes.add_argument("--out", required=True, help="folder for data.jsonl and images/")

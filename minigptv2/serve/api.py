@@ -42,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from minigptv2.assistant import Answer, Assistant, GenerationConfig
 from minigptv2.boxes import parse_grounding
+from minigptv2.config import DEFAULT_MODEL, SHIPPED_ALIAS
 from minigptv2.errors import ConfigError, MiniGPTv2Error
 from minigptv2.serve.schemas import (
     APIError,
@@ -467,6 +468,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def model_id(args: argparse.Namespace) -> str:
-    """The name clients see: the model folder's name, or the shipped model's."""
+    """The name clients see: the model folder's (or shipped model's) name, else the default's."""
     source = args.model or args.checkpoint
-    return f"minigptv2-{Path(source).stem}" if source is not None else "minigptv2-shapes"
+    if source is None or str(source) == SHIPPED_ALIAS:
+        return f"minigptv2-{DEFAULT_MODEL}"
+    return f"minigptv2-{Path(source).stem}"

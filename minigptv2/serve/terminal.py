@@ -1,7 +1,8 @@
 """The terminal commands: ``generate`` (one shot, for scripts), ``chat`` (multi-turn), ``demo``.
 
-Every command that loads a model takes the same options: ``--model DIR`` (our format), or the
-three released files ``--eva FILE --llama DIR --checkpoint FILE`` with the options ``convert``
+Every command that loads a model takes the same options: ``--model DIR`` (our format) or
+``--model NAME`` (a model shipped with the package, ``shapes`` or ``shapes-ko``), or the three
+released files ``--eva FILE --llama DIR --checkpoint FILE`` with the options ``convert``
 takes for them (``checkpoints/options.py``); with neither, the shipped Shapes model is used.
 """
 
@@ -17,8 +18,10 @@ from minigptv2.checkpoints.options import (
     add_released_arguments,
     quantization,
 )
+from minigptv2.config import MODEL_NAME_RULE
+from minigptv2.data.shapes_languages import LEXICONS
 from minigptv2.errors import MiniGPTv2Error, PromptError
-from minigptv2.tasks import TASKS
+from minigptv2.tasks import KOREAN_INSTRUCTION_POOLS, TASKS
 
 
 def printable(text: str) -> str:
@@ -32,7 +35,7 @@ def printable(text: str) -> str:
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("model (default: the shipped Shapes model)")
-    source.add_argument("--model", type=Path, help="a folder saved by this project")
+    source.add_argument("--model", help=f"{MODEL_NAME_RULE}; a folder is one saved by this project")
     add_released_arguments(source)  # the same options as `minigptv2 convert`
     add_quantize_argument(source)
     decoding = parser.add_argument_group("decoding (default: greedy)")
@@ -88,18 +91,24 @@ def run_generate(args: argparse.Namespace) -> int:
     assistant = load_assistant(args)
     answer = assistant.chat(image, args.prompt, config=generation_config(args))
     if args.draw is not None:
-        _draw(image, answer, args.draw)
+        legend = _draw(image, answer, args.draw)
+        if legend:  # on stderr: stdout holds the answer alone (JSON with --json)
+            print(legend, file=sys.stderr)
     print(json.dumps(answer.to_json()) if args.json else printable(answer.text))
     return 0
 
 
-def _draw(image, answer, path: Path) -> None:
-    from minigptv2.drawing import draw_boxes
+def _draw(image, answer, path: Path) -> str:
+    """Save ``image`` with ``answer``'s boxes to ``path``; the legend of numbered labels, if any
+    (a phrase no installed font can write, e.g. Korean without a Hangul font: drawing.py)."""
+    from minigptv2.drawing import draw_answer
 
     if image is None:
         raise PromptError("--draw needs --image")
     path.parent.mkdir(parents=True, exist_ok=True)
-    draw_boxes(image, answer.grounding).save(path)
+    drawing = draw_answer(image, answer.grounding)
+    drawing.image.save(path)
+    return printable(drawing.legend_text())
 
 
 # -- chat ----------------------------------------------------------------------------------------
@@ -127,6 +136,7 @@ def run_chat(args: argparse.Namespace) -> int:
     assistant = load_assistant(args)
     config = generation_config(args)
     session = assistant.session(args.image)
+    _tolerant_streams()
     saved = 0
     print(CHAT_HELP)
     for line in sys.stdin:
@@ -161,12 +171,23 @@ def run_chat(args: argparse.Namespace) -> int:
             saved += 1
             path = args.save_dir / f"minigptv2_chat_{saved}.png"
             try:
-                _draw(session.image, answer, path)
+                legend = _draw(session.image, answer, path)
             except OSError as error:  # an unwritable folder must not end the conversation
                 print(f"error: cannot save the drawn answer to {path}: {error.strerror or error}")
                 continue
-            print(f"(boxes drawn in {path})")
+            print(f"(boxes drawn in {path})" + (f"\n({legend})" if legend else ""))
     return 0
+
+
+def _tolerant_streams() -> None:
+    """Korean (any non-ASCII) text in and out whatever the terminal: a typed line whose bytes are
+    not in the terminal's encoding becomes lone surrogates, which the tokenizer refuses with a
+    message naming the fix, instead of ending the chat; a character the terminal's encoding
+    cannot show is printed escaped instead of raising."""
+    for stream, errors in ((sys.stdin, "surrogateescape"), (sys.stdout, "backslashreplace")):
+        reconfigure = getattr(stream, "reconfigure", None)  # absent on io.StringIO
+        if reconfigure is not None:
+            reconfigure(errors=errors)
 
 
 def expand_shortcut(message: str) -> str:
@@ -187,23 +208,35 @@ DEMO_TASKS = ("grounding", "refer", "caption", "detection", "vqa", "identify")
 DEMO_MIN_OBJECTS = 3
 
 
-def demo_questions(index: int):
+# What the demo asks about your own --image, per language: the reference demo's grounded caption
+# and caption prompts (spec §7), and the first of the Korean pools of the same tasks.
+IMAGE_PROMPTS: dict[str, tuple[str, ...]] = {
+    "en": ("[grounding] describe this image in detail", "[caption] Briefly describe this image."),
+    "ko": (KOREAN_INSTRUCTION_POOLS["grounding"][0], KOREAN_INSTRUCTION_POOLS["caption"][0]),
+}
+
+
+def demo_questions(index: int, language: str = "en"):
     """Test-split sample ``index`` of every task in ``DEMO_TASKS``: one question each about the
-    same scene (the scene depends only on the split and index), with its true answer."""
-    from minigptv2.data.shapes import make_sample
+    same scene (the scene depends only on the split and index), with its true answer, worded in
+    ``language`` (the Korean sample says what the English one says: ``data/shapes_languages.py``).
+    """
+    from minigptv2.data.shapes import ShapesConfig, make_sample
 
-    return [make_sample(index, "test", task=task) for task in DEMO_TASKS]
+    config = ShapesConfig(language=language)
+    return [make_sample(index, "test", config, task=task) for task in DEMO_TASKS]
 
 
-def demo_scene() -> tuple[int, list]:
+def demo_scene(language: str = "en") -> tuple[int, list]:
     """The demo's default scene by ``DEMO_MIN_OBJECTS``'s rule: its test-split index and questions.
 
     A scene on which some builder finds nothing to ask gets a redrawn scene for that task; such
-    an index is skipped, so that all six questions are about the one scene shown.
+    an index is skipped, so that all six questions are about the one scene shown. The scenes do
+    not depend on the language, so the rule picks the same scene in every language.
     """
     index = 0
     while True:
-        samples = demo_questions(index)
+        samples = demo_questions(index, language)
         objects = samples[0].targets["objects"]
         same = all(sample.targets["objects"] == objects for sample in samples)
         if same and len(objects) >= DEMO_MIN_OBJECTS:
@@ -213,15 +246,17 @@ def demo_scene() -> tuple[int, list]:
 
 def judge(sample, answer: str) -> tuple[bool, str]:
     """Whether ``answer`` is right for ``sample``'s question, by the Shapes benchmark's scorers
-    (refer: IoU >= 0.5; vqa, identify, caption: exact match; detection: every target box matched
-    one-to-one at IoU >= 0.5 and no extra box; grounding: every object's box found), and why."""
+    (refer: IoU >= 0.5; vqa, identify, caption: exact match, after the Korean normalisation for a
+    Korean question; detection: every target box matched one-to-one at IoU >= 0.5 and no extra
+    box; grounding: every object's box found), and why."""
     from minigptv2.boxes import parse_box
     from minigptv2.eval import shapes
     from minigptv2.eval.benchmark import Item
     from minigptv2.eval.metrics import exact_match, refer_iou
 
     if sample.task == "caption":  # not a benchmark task: exact match, like vqa
-        right = exact_match(answer, sample.targets["answer"])
+        language = sample.targets.get("language", "en")
+        right = exact_match(answer, sample.targets["answer"], language)
         return right, "exact match" if right else "not an exact match"
     item = Item(sample.task, sample.task, sample.image, sample.turns[0].user, dict(sample.targets))
     record = shapes.score(item, answer)
@@ -249,6 +284,13 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
         f"{DEMO_MIN_OBJECTS}+ objects)",
     )
     parser.add_argument("--image", type=Path, help="use this image instead of a Shapes scene")
+    parser.add_argument(
+        "--language",
+        default="en",
+        choices=sorted(LEXICONS),
+        help="the language of the questions and true answers (ko: the same questions about the "
+        "same scene in Korean; needs a model whose tokenizer has Hangul, e.g. --model shapes-ko)",
+    )
     # Its own folder (git-ignored), not the current one: a demo run in a checkout must not
     # scatter PNGs over the source tree.
     parser.add_argument(
@@ -262,9 +304,10 @@ def run_demo(args: argparse.Namespace) -> int:
     and marked right or wrong, boxes drawn to PNGs.
 
     ``OUT/demo.png`` holds the grounded caption's boxes, ``OUT/demo_refer.png`` the referring box.
-    Your own ``--image`` gets two questions and no true answers.
+    Your own ``--image`` gets two questions and no true answers. ``--language ko`` asks the same
+    questions in Korean (a model whose tokenizer reads Hangul: ``--model shapes-ko``). A label no
+    installed font can write is drawn as a number, and its legend is printed.
     """
-    from minigptv2.drawing import draw_boxes
     from minigptv2.images import load_image
 
     if args.out.exists() and not args.out.is_dir():
@@ -276,21 +319,21 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.image is not None:
         image = load_image(args.image)
         samples = None
-        images = [image, image]
-        prompts = [
-            "[grounding] describe this image in detail",
-            "[caption] Briefly describe this image.",
-        ]
+        prompts = list(IMAGE_PROMPTS[args.language])
+        images = [image] * len(prompts)
     else:
         if args.seed is None:
-            index, samples = demo_scene()
+            index, samples = demo_scene(args.language)
             print(f"test-split scene {index}: the first with {DEMO_MIN_OBJECTS}+ objects")
         else:
-            index, samples = args.seed, demo_questions(args.seed)
+            index, samples = args.seed, demo_questions(args.seed, args.language)
             print(f"test-split scene {index}")
         image = samples[0].image
         images = [sample.image for sample in samples]
         prompts = [sample.turns[0].user for sample in samples]
+    if args.language != "en":
+        truths = [sample.turns[0].assistant for sample in samples or ()]
+        check_tokenizer_reads(assistant.processor.tokenizer, [*prompts, *truths], args.language)
     answers = assistant.generate(images, prompts, config)
     right = 0
     for number, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
@@ -305,15 +348,36 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"{right} of {len(samples)} right")
     args.out.mkdir(parents=True, exist_ok=True)
     drawn = args.out / "demo.png"
-    draw_boxes(image, answers[0].grounding).save(drawn)
+    legends = [_draw(image, answers[0], drawn)]
     refer = args.out / "demo_refer.png"
     if samples is not None:
-        draw_boxes(samples[1].image, answers[1].grounding).save(refer)
+        legends.append(_draw(samples[1].image, answers[1], refer))
     print(
         f"grounded caption drawn in {drawn}"
         + (f", referring box in {refer}" if samples is not None else "")
     )
+    for path, legend in zip((drawn, refer)[: len(legends)], legends, strict=True):
+        if legend:
+            print(f"{path.name}: {legend}")
     return 0
+
+
+def check_tokenizer_reads(tokenizer, texts: list[str], language: str) -> None:
+    """Refuse to ask in ``language`` a model whose tokenizer has no pieces for its letters (its
+    model never read them: every answer would be noise); note the few it lacks, if any."""
+    from minigptv2.tokenizer import unreadable_characters
+
+    letters = {char for text in texts for char in text if not char.isascii() and char.isalpha()}
+    missing = unreadable_characters(tokenizer, "".join(sorted(letters)))
+    if letters and len(missing) == len(letters):
+        raise PromptError(
+            f"--language {language}: this model's tokenizer has no pieces for these letters (e.g."
+            f" {''.join(missing[:5])!r} become unknown or raw-byte pieces), so it was not trained"
+            f" in that language; use --model shapes-ko (English + Korean), or a model trained"
+            f" with data.language: {language} or en+{language}"
+        )
+    if missing:
+        print(f"note: the tokenizer reads {''.join(missing)!r} as raw bytes or unknown pieces")
 
 
 # -- eval ----------------------------------------------------------------------------------------
@@ -353,7 +417,8 @@ def run_eval(args: argparse.Namespace) -> int:
     split = args.split or get_benchmark(args.benchmark).splits[0]
     get_benchmark(args.benchmark, split, args.language)
     assistant = load_assistant(args)  # after the names are checked: a typo fails in a second
-    identity = str(args.model or args.checkpoint or "shipped")
+    # As a Path, so that a folder's identity is what it was when --model was parsed as one.
+    identity = str(Path(args.model) if args.model else args.checkpoint or "shipped")
     summary = evaluate(
         assistant,
         args.benchmark,

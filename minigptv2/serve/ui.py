@@ -7,6 +7,9 @@ opposite corners on the image (or by typing them in four number fields); the ref
 brush sketch instead, but Gradio's image editor does not hand its image over reliably. Answers
 stream in as they are generated; the conversation restarts when the image changes.
 
+Example prompts are offered in English and, for a model whose tokenizer reads Hangul
+(``--model shapes-ko``), in Korean too.
+
 Gradio is imported only here, so the rest of the package works without it.
 """
 
@@ -22,10 +25,12 @@ from PIL import Image
 
 from minigptv2.assistant import Assistant, GenerationConfig
 from minigptv2.boxes import Box, GroundedPhrase, Grounding, box_to_text, parse_grounding
-from minigptv2.drawing import draw_boxes
+from minigptv2.data.shapes_languages import LEXICONS
+from minigptv2.drawing import Drawing, draw_answer
 from minigptv2.errors import MiniGPTv2Error, PromptError
 from minigptv2.prompts import Turn
 from minigptv2.tasks import TASK_TOKENS, TASKS, task_of
+from minigptv2.tokenizer import AnyTokenizer, unreadable_characters
 
 FREE_CHAT = "free chat"
 # What a task sends when the message box is empty (the reference demo's shortcuts, spec §7).
@@ -37,6 +42,8 @@ DEFAULT_MESSAGES: dict[str, str] = {
 # Held-out Shapes scenes (the shipped model's world) offered as example images: 20 is the
 # terminal demo's scene, the others hold three or four shapes.
 EXAMPLE_SCENES = (20, 7, 8, 3)
+# Tasks whose questions about the first example scene are offered as example prompts.
+EXAMPLE_PROMPT_TASKS = ("grounding", "refer", "vqa")
 HELP = (
     "Upload an image, pick a task and send a message. **grounding**: a caption with boxes; "
     "**refer**: type an expression, get its box; **detection**: type object names; "
@@ -129,11 +136,14 @@ def fingerprint(image: Image.Image | None) -> str | None:
     return hashlib.sha1(thumbnail.tobytes() + repr(image.size).encode()).hexdigest()
 
 
-def annotate(image: Image.Image, prompt: str, grounding: Grounding, box: Box | None):
-    """The image with the answer's boxes; for [identify], the asked box labelled with the answer."""
+def annotate(image: Image.Image, prompt: str, grounding: Grounding, box: Box | None) -> Drawing:
+    """The image with the answer's boxes; for [identify], the asked box labelled with the answer.
+
+    A label no installed font can write (Korean without a Hangul font) is drawn as its number,
+    and the drawing's legend says what the number stands for (``minigptv2.drawing``)."""
     if task_of(prompt) == "identify" and box is not None and not grounding.boxes:
         grounding = Grounding(grounding.text, (GroundedPhrase(grounding.text or None, (box,)),))
-    return draw_boxes(image, grounding)
+    return draw_answer(image, grounding)
 
 
 class DemoSession:
@@ -171,9 +181,15 @@ class DemoSession:
             chat[-1] = {"role": "assistant", "content": describe(partial)}
             yield chat, state, None
         grounding = parse_grounding(text, *size) if size else Grounding(text, ())
-        chat[-1] = {"role": "assistant", "content": describe(grounding)}
+        content = describe(grounding)
+        annotated = None
+        if image is not None:
+            drawing = annotate(image, prompt, grounding, box)
+            annotated = drawing.image
+            if drawing.legend:
+                content += f"\n({drawing.legend_text()})"
+        chat[-1] = {"role": "assistant", "content": content}
         state = {**state, "turns": [*history, Turn(prompt, text)]}
-        annotated = annotate(image, prompt, grounding, box) if image is not None else None
         yield chat, state, annotated
 
     def _stream(self, image: Image.Image | None, turns: list[Turn]) -> Iterator[str]:
@@ -193,6 +209,22 @@ def example_scenes() -> list[Image.Image]:
     from minigptv2.data.shapes import make_sample
 
     return [make_sample(seed, "test").image for seed in EXAMPLE_SCENES]
+
+
+def example_prompts(tokenizer: AnyTokenizer) -> list[str]:
+    """Questions about the first example scene, one per ``EXAMPLE_PROMPT_TASKS``, in English and
+    in every other Shapes language whose questions the model's tokenizer reads (Korean with
+    ``--model shapes-ko``): a model trained without Hangul is not offered Korean prompts."""
+    from minigptv2.data.shapes import ShapesConfig, make_sample
+
+    prompts = []
+    for language in LEXICONS:
+        config = ShapesConfig(language=language)
+        for task in EXAMPLE_PROMPT_TASKS:
+            prompt = make_sample(EXAMPLE_SCENES[0], "test", config, task=task).turns[0].user
+            if not unreadable_characters(tokenizer, prompt):
+                prompts.append(prompt)
+    return prompts
 
 
 def size_text(image: Image.Image | None) -> str:
@@ -272,6 +304,12 @@ def build_demo(assistant: Assistant, config: GenerationConfig):
                     label="Message",
                     placeholder=f"e.g. {TASK_TOKENS[2]} describe this image in detail",
                     elem_id="message",
+                )
+                gr.Examples(
+                    [[prompt] for prompt in example_prompts(assistant.processor.tokenizer)],
+                    inputs=[message],
+                    label="Example prompts (about the first example scene)",
+                    elem_id="example-prompts",
                 )
                 with gr.Row():
                     send = gr.Button("Send", variant="primary", elem_id="send")

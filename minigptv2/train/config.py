@@ -14,16 +14,17 @@ from typing import Any
 
 import yaml
 
-from minigptv2.config import SHIPPED_MODEL, Trainable
-from minigptv2.errors import ConfigError
+from minigptv2.config import SHIPPED_ALIAS, Trainable, resolve_model
+from minigptv2.errors import CheckpointError, ConfigError
 from minigptv2.model.loss import LOSS_AVERAGES
 from minigptv2.train.optim import OptimConfig
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("auto", "ddp", "fsdp")
-# ``init_from: shipped`` names the model inside the installed package, so a fine-tuning config
-# (configs/shapes/finetune.yaml) works from any folder without an earlier stage's run.
-SHIPPED = "shipped"
+# ``init_from: shipped`` (or another name of ``config.SHIPPED_MODELS``, e.g. shapes-ko) names a
+# model inside the installed package, so a fine-tuning config (configs/shapes/finetune.yaml)
+# works from any folder without an earlier stage's run.
+SHIPPED = SHIPPED_ALIAS
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     # A model preset to build from scratch, or a folder in our format to continue from (a run's
-    # ``out_dir/model``, a ``minigptv2 convert`` output, or "shipped": see ``init_folder``).
+    # ``out_dir/model``, a ``minigptv2 convert`` output, or a shipped model's name: "shipped",
+    # "shapes-ko"...; see ``init_folder``).
     model: str = "shapes"
     init_from: str | None = None
     # A new language model (issue 17): a Hugging Face causal LM folder that replaces the preset's
@@ -198,15 +200,18 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def init_folder(init_from: str | None) -> Path | None:
     """The model folder a stage continues from (None: build from the preset), checked to exist.
 
-    ``"shipped"`` is the model this package ships; anything else is a path.
+    A path, or the name of a model this package ships (``"shipped"``, ``"shapes"``,
+    ``"shapes-ko"``: ``config.SHIPPED_MODELS``); an existing path wins over a name
+    (``config.resolve_model``).
     """
     if init_from is None:
         return None
-    folder = SHIPPED_MODEL if init_from == SHIPPED else Path(init_from)
+    try:
+        folder = resolve_model(init_from)
+    except CheckpointError as error:  # a shipped model that is not installed, or a bad name
+        raise ConfigError(f"init_from {init_from}: {error}") from None
     if (folder / "config.json").is_file():
         return folder
-    if init_from == SHIPPED:
-        raise ConfigError(f"the shipped model is missing from {folder}; reinstall the package")
     # A run exports to out_dir/model, so a missing "…/model" is usually an earlier stage's.
     earlier = f" (the stage whose out_dir is {folder.parent})" if folder.name == "model" else ""
     raise ConfigError(
@@ -214,6 +219,27 @@ def init_folder(init_from: str | None) -> Path | None:
         f"stage first{earlier}, or start from a model you have: init_from={SHIPPED} is the model "
         "this package ships (configs/shapes/finetune.yaml starts from it), or any folder written "
         "by `minigptv2 train` (OUT_DIR/model) or `minigptv2 convert`"
+    )
+
+
+# A from-scratch tokenizer's vocabulary that works, by the stage's data.language: the shipped
+# English model's 600; for Hangul, 1000 (scripts/train_shapes.sh shapes-ko): ~500 pieces go to
+# the characters and byte pieces alone, and at 600 bilingual samples take 40% more tokens.
+WORKING_VOCAB = {"en": 600}
+WORKING_VOCAB_OTHERWISE = 1000
+
+
+def vocabulary_advice(config: TrainConfig, required: int) -> str:
+    """The error for a ``tokenizer_vocab`` below what its corpus needs (``required`` pieces, as
+    SentencePiece counted them), with the setting that fixes it."""
+    fix = max(required, WORKING_VOCAB.get(config.data.language, WORKING_VOCAB_OTHERWISE))
+    where = "the English" if config.data.language == "en" else "the Korean and bilingual"
+    return (
+        f"tokenizer_vocab={config.tokenizer_vocab} is too small for the from-scratch tokenizer"
+        f" of data.language={config.data.language}: the characters of its corpus, the 256 byte"
+        f" pieces and the template's symbols need at least {required} pieces. Set"
+        f" tokenizer_vocab={fix} (what works for {where} Shapes models; see README, 'The Shapes"
+        " world in Korean')"
     )
 
 

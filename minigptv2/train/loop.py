@@ -29,13 +29,18 @@ from tqdm import tqdm
 from minigptv2.checkpoints.pretrained import recover_interrupted_writes
 from minigptv2.config import get_preset
 from minigptv2.constants import IGNORE_INDEX
-from minigptv2.errors import MiniGPTv2Error
+from minigptv2.errors import ConfigError, MiniGPTv2Error
 from minigptv2.model import MiniGPTv2
 from minigptv2.model.loss import answer_count
 from minigptv2.processor import Processor
 from minigptv2.prompts import chat_format
 from minigptv2.tasks import TASK_TOKENS
-from minigptv2.tokenizer import AnyTokenizer, Tokenizer, train_tokenizer
+from minigptv2.tokenizer import (
+    AnyTokenizer,
+    Tokenizer,
+    VocabularyTooSmallError,
+    train_tokenizer,
+)
 from minigptv2.train import evaluation, fsdp
 from minigptv2.train.checkpoint import (
     list_checkpoints,
@@ -43,7 +48,12 @@ from minigptv2.train.checkpoint import (
     trainable_state,
     write_training_checkpoint,
 )
-from minigptv2.train.config import TrainConfig, init_folder, resolve_precision
+from minigptv2.train.config import (
+    TrainConfig,
+    init_folder,
+    resolve_precision,
+    vocabulary_advice,
+)
 from minigptv2.train.data import (
     Collator,
     StepBatchSampler,
@@ -357,7 +367,12 @@ def _from_scratch_tokenizer(config: TrainConfig, out: Path, world: World) -> Tok
     folder = out / "tokenizer"
     if world.is_main and not (folder / "tokenizer.model").is_file():
         lines = corpus(vocabulary_mixture(config.data, config.seed), config.tokenizer_samples)
-        train_tokenizer(lines, folder, vocab_size=config.tokenizer_vocab, symbols=TEMPLATE_SYMBOLS)
+        try:
+            train_tokenizer(
+                lines, folder, vocab_size=config.tokenizer_vocab, symbols=TEMPLATE_SYMBOLS
+            )
+        except VocabularyTooSmallError as error:
+            raise ConfigError(vocabulary_advice(config, error.required)) from None
     barrier(world)
     return Tokenizer(folder)
 

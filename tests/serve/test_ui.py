@@ -31,6 +31,7 @@ from minigptv2.serve.ui import (
     box_from_numbers,
     build_demo,
     compose_prompt,
+    example_prompts,
     next_corners,
     wants_box,
 )
@@ -124,7 +125,12 @@ def test_the_page_offers_shapes_scenes_as_examples(shipped):
     import gradio as gr
 
     demo = build_demo(shipped, CONFIG)
-    (examples,) = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
+    datasets = [block for block in demo.blocks.values() if isinstance(block, gr.Dataset)]
+    (examples,) = [block for block in datasets if block.elem_id == "examples"]
+    # The English model is offered English example prompts only (Korean: serve/test_korean.py).
+    (prompts,) = [block for block in datasets if block.elem_id == "example-prompts"]
+    assert [sample for (sample,) in prompts.samples] == example_prompts(shipped.processor.tokenizer)
+    assert all(sample.isascii() for (sample,) in prompts.samples) and prompts.samples
     assert len(examples.samples) == len(EXAMPLE_SCENES) >= 3
     for (sample,), seed in zip(examples.samples, EXAMPLE_SCENES, strict=True):
         with Image.open(sample["path"]) as shown:

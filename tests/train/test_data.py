@@ -151,3 +151,33 @@ def test_a_bilingual_tokenizer_has_a_piece_for_every_korean_syllable(tmp_path):
             for text in (turn.user, turn.assistant):
                 pieces = tokenizer.pieces(tokenizer.encode(text))
                 assert not [p for p in pieces if p == "<unk>" or p.startswith("<0x")], text
+
+
+def test_a_vocabulary_too_small_for_korean_is_a_config_error_naming_the_fix(tmp_path, capsys):
+    """SentencePiece only says "Vocabulary size is smaller than required_chars. 480 vs 519"."""
+    from minigptv2.cli import main
+
+    config = tmp_path / "stage.yaml"
+    config.write_text(f"model: tiny\nsteps: 1\nbatch_size: 2\nout_dir: {tmp_path / 'run'}\n")
+    overrides = ["data.language=en+ko", "tokenizer_vocab=480", "tokenizer_samples=300"]
+    assert main(["train", "--config", str(config), *overrides]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: tokenizer_vocab=480 is too small for the from-scratch")
+    assert "data.language=en+ko" in error and "Set tokenizer_vocab=1000" in error
+    needed = int(error.split("need at least ")[1].split()[0])
+    assert 480 < needed <= 1000  # the minimum SentencePiece counted: ~520 for en+ko
+    assert "Traceback" not in error and "required_chars" not in error
+
+
+def test_train_tokenizer_reports_the_minimum_vocabulary(tmp_path):
+    from minigptv2.tokenizer import VocabularyTooSmallError, train_tokenizer
+
+    with pytest.raises(VocabularyTooSmallError) as caught:
+        train_tokenizer(["빨간 원과 파란 사각형"] * 20, tmp_path, vocab_size=100)
+    assert caught.value.required > 256  # the byte pieces alone take 256
+    assert f"need at least {caught.value.required}" in str(caught.value)
+    # With exactly that many pieces it trains.
+    tokenizer = train_tokenizer(
+        ["빨간 원과 파란 사각형"] * 20, tmp_path / "ok", vocab_size=caught.value.required
+    )
+    assert tokenizer.vocab_size == caught.value.required
