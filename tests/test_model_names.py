@@ -122,7 +122,7 @@ def test_init_from_takes_names_and_says_when_one_is_not_installed(not_installed)
     with pytest.raises(ConfigError, match=r"init_from shapes-ko: .* train it: HOW"):
         init_folder("shapes-ko")
     with pytest.raises(ConfigError, match="is not a model folder"):  # a path: as before
-        init_folder("runs/shapes/stage2/model")
+        init_folder("runs/no-such-stage/model")
 
 
 def test_init_from_and_data_check_find_a_registered_model(shapes_ko):
