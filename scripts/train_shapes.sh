@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Train a shipped Shapes model: the three stages in order, each from the previous one's export.
+# Train a Shapes model: the three stages in order, each from the previous one's export. The
+# shipped English weights come from these configs as of commit 672e139 (README, "What the shipped
+# model can do"); today's configs pack questions per row and are the next recipe's starting point.
 #   scripts/train_shapes.sh              the English model   -> runs/shapes/stage3/model
 #   scripts/train_shapes.sh shapes-ko    the English + Korean model (issue 17), same recipe, each
 #                                        sample in one of the two languages, a 1000-piece tokenizer
