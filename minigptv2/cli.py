@@ -83,6 +83,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_vision_arguments(parser: argparse.ArgumentParser) -> None:
+    from minigptv2.train.perception import PerceptionConfig
+
+    default = PerceptionConfig()
+    parser.add_argument("--model", default=default.model, help="the preset whose ViT is trained")
+    parser.add_argument("--out", default=default.out_dir, help="folder for eva_vit.safetensors")
+    parser.add_argument("--steps", type=int, default=default.steps)
+    parser.add_argument("--batch-size", type=int, default=default.batch_size, help="scenes a step")
+    parser.add_argument(
+        "--recolour", type=float, default=default.recolour, help="share of recoloured images"
+    )
+    parser.add_argument("--seed", type=int, default=default.seed)
+
+
+def _pretrain_vision(args: argparse.Namespace) -> int:
+    """Stage 0 of a from-scratch model: pretrain its ViT on dense Shapes labels (an EVA file)."""
+    from minigptv2.train.perception import PerceptionConfig, pretrain_vision
+
+    config = PerceptionConfig(
+        model=args.model,
+        out_dir=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        recolour=args.recolour,
+        seed=args.seed,
+    )
+    path = pretrain_vision(config)
+    print(f"vision encoder saved to {path}; train stage 1 with eva={path}")
+    return 0
+
+
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--api", action="store_true", help="OpenAI-compatible /v1/chat/completions")
@@ -125,6 +156,7 @@ Command = tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Na
 COMMANDS: dict[str, Command] = {
     "info": (_info_arguments, _info),
     "convert": (convert.add_arguments, convert.run),
+    "pretrain-vision": (_pretrain_vision_arguments, _pretrain_vision),
     "train": (_train_arguments, _train),
     "data": (data_cli.add_arguments, data_cli.run),
     "generate": (terminal.add_generate_arguments, terminal.run_generate),

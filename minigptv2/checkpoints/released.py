@@ -25,7 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
-from minigptv2.checkpoints.assemble import Part, assemble
+from minigptv2.checkpoints.assemble import Part, assemble, model_shapes, plan_load
 from minigptv2.checkpoints.key_maps import (
     EVA_DROPPED_REASON,
     EVA_KEYS,
@@ -463,6 +463,36 @@ def eva_part(config: MiniGPTv2Config, files: ReleasedFiles, eva: Mapping[str, Te
         explain=_explain_eva,
         notes=notes,
     )
+
+
+def load_vision_encoder(model: MiniGPTv2, path: str | Path) -> None:
+    """Give a model built from a preset the vision encoder in the EVA file ``path``.
+
+    The file must hold the preset's ViT (same width, patch, heads, MLP, and one block more, which
+    is dropped as MiniGPT-v2 drops EVA's last): for a from-scratch model whose encoder was
+    pretrained on its own, such as the Shapes stage 0 (``train/perception.py``). Every vision key
+    is loaded strictly; the rest of the model is left as it is.
+    """
+    path = require_file(path)
+    eva = read_state_dict(path)
+    ours = model.config.vision
+    found = eva_vision_config(eva, path, image_size=ours.image_size, num_heads=ours.num_heads)
+    sizes = ("patch_size", "width", "depth", "mlp_hidden")
+    if any(getattr(found, name) != getattr(ours, name) for name in sizes):
+        theirs = ", ".join(f"{name} {getattr(found, name)}" for name in sizes)
+        wanted = ", ".join(f"{name} {getattr(ours, name)}" for name in sizes)
+        raise CheckpointError(
+            f"{path} holds a ViT of {theirs} (depth counts the blocks kept, one fewer than the"
+            f" file's), but the model needs {wanted}; pretrain an encoder for this preset"
+            " (minigptv2 pretrain-vision --model PRESET)"
+        )
+    files = ReleasedFiles(eva=path, llama=path.parent)
+    part = eva_part(model.config, files, eva)
+    expected = {key: v for key, v in model_shapes(model).items() if key.startswith("vision.")}
+    plan, report = plan_load(expected, [part])
+    report.raise_if_problems(files.labels["eva"])
+    state = {key.removeprefix("vision."): part.tensor(key).float() for key in plan}
+    model.vision.load_state_dict(state, strict=True)
 
 
 def llama_part(config: MiniGPTv2Config, files: ReleasedFiles, llama: Mapping[str, Tensor]) -> Part:

@@ -674,9 +674,9 @@ def make_split_scene(rng: random.Random, config: ShapesConfig, split: str) -> Sc
             return scene
 
 
-def render(scene: Scene) -> Image.Image:
-    """The scene as an RGB image: noisy background, shapes in flat palette colours, drawn in
-    layer order (later layers on top)."""
+def render(scene: Scene, fills: Sequence[tuple[int, int, int]] | None = None) -> Image.Image:
+    """The scene as an RGB image: noisy background, shapes in flat palette colours (or
+    ``fills[i]`` for ``scene.objects[i]``), drawn in layer order (later layers on top)."""
     # int16 keeps this cheap (it is most of a sample's cost) and cannot overflow before the clip.
     pixels = np.random.default_rng(scene.noise_seed).integers(
         0, 2 * scene.noise, size=(scene.height, scene.width, 3), endpoint=True, dtype=np.int16
@@ -684,9 +684,23 @@ def render(scene: Scene) -> Image.Image:
     pixels += np.asarray(scene.background, dtype=np.int16) - scene.noise
     image = Image.fromarray(pixels.clip(0, 255, out=pixels).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    for obj in sorted(scene.objects, key=lambda o: o.layer):
-        _draw(draw, obj.shape, obj.outline, PALETTE[obj.color])
+    order = sorted(range(len(scene.objects)), key=lambda i: scene.objects[i].layer)
+    for index in order:
+        obj = scene.objects[index]
+        _draw(draw, obj.shape, obj.outline, PALETTE[obj.color] if fills is None else fills[index])
     return image
+
+
+def object_map(scene: Scene) -> np.ndarray:
+    """Which object each pixel shows, as ``render`` draws them: an ``(height, width)`` uint8 array,
+    0 for background and ``i + 1`` for ``scene.objects[i]`` (later layers on top)."""
+    image = Image.new("L", (scene.width, scene.height), 0)
+    draw = ImageDraw.Draw(image)
+    order = sorted(range(len(scene.objects)), key=lambda i: scene.objects[i].layer)
+    for index in order:
+        obj = scene.objects[index]
+        _draw(draw, obj.shape, obj.outline, index + 1)
+    return np.asarray(image)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -88,7 +88,9 @@ class TrainConfig:
     # language model (any family in minigptv2/families.py; its tokenizer and chat template come
     # along), with the vision encoder from the EVA file ``eva`` (else random) and a fresh
     # projector and LoRA. The first stage of a new alignment (configs/llm/); later stages
-    # continue from its export with ``init_from``.
+    # continue from its export with ``init_from``. Without ``llm``, ``eva`` gives a from-scratch
+    # model (a preset) its vision encoder: an EVA file of the preset's ViT sizes, such as the
+    # Shapes stage 0 writes (``minigptv2 pretrain-vision``, train/perception.py).
     llm: str | None = None
     eva: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
@@ -146,10 +148,11 @@ class TrainConfig:
                 f"{self.init_from!r} continues a saved one; set only one (later stages of a new "
                 "alignment continue from the first stage's export with init_from)"
             )
-        if self.eva is not None and self.llm is None:
+        if self.eva is not None and self.init_from is not None:
             raise ConfigError(
-                f"eva={self.eva!r} gives the vision encoder of a model built on a language-model "
-                "folder; set llm too (or start from a converted folder with init_from)"
+                f"eva={self.eva!r} gives a new model its vision encoder and init_from="
+                f"{self.init_from!r} continues a saved one, whose encoder it already holds; set"
+                " only one"
             )
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(

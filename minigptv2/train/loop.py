@@ -352,6 +352,10 @@ def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv
         language = replace(preset.language, vocab_size=tokenizer.vocab_size)
         model = MiniGPTv2(preset.replace(language=language))
         order_coordinate_tokens(model, tokenizer, seed=config.seed)
+        if config.eva is not None:
+            from minigptv2.checkpoints.released import load_vision_encoder
+
+            load_vision_encoder(model, config.eva)
     if config.trainable is not None:
         model.set_trainable(config.trainable)
     if config.gradient_checkpointing:

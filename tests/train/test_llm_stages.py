@@ -56,8 +56,8 @@ def test_stage_1_trains_the_projector_on_the_folder_lm_then_stage_2_adds_lora(fa
 def test_llm_and_init_from_exclude_each_other():
     with pytest.raises(ConfigError, match="set only one"):
         TrainConfig(llm="some/folder", init_from="runs/x/model")
-    with pytest.raises(ConfigError, match="set llm too"):
-        TrainConfig(eva="eva_vit_g.pth")
+    with pytest.raises(ConfigError, match="already holds"):
+        TrainConfig(eva="eva_vit_g.pth", init_from="runs/x/model")
 
 
 def test_the_prepared_shapes_qwen2_run_parses_and_builds_on_qwen2():
