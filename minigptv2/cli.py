@@ -89,12 +89,12 @@ def _pretrain_vision_arguments(parser: argparse.ArgumentParser) -> None:
     default = PerceptionConfig()
     parser.add_argument("--model", default=default.model, help="the preset whose ViT is trained")
     parser.add_argument("--out", default=default.out_dir, help="folder for eva_vit.safetensors")
-    parser.add_argument("--steps", type=int, default=default.steps)
+    parser.add_argument("--steps", type=int, default=default.steps, help="optimiser steps")
     parser.add_argument("--batch-size", type=int, default=default.batch_size, help="scenes a step")
     parser.add_argument(
         "--recolour", type=float, default=default.recolour, help="share of recoloured images"
     )
-    parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument("--seed", type=int, default=default.seed, help="scenes and weights")
 
 
 def _pretrain_vision(args: argparse.Namespace) -> int:

@@ -50,6 +50,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import random
@@ -899,7 +900,14 @@ def _sample(
         **targets,
         "language": lexicon.code,
     }
-    return Sample(render(scene), (Turn(instruction, answer),), task, SOURCE, targets)
+    return Sample(_rendered(scene).copy(), (Turn(instruction, answer),), task, SOURCE, targets)
+
+
+@functools.lru_cache(maxsize=1)
+def _rendered(scene: Scene) -> Image.Image:
+    """``render(scene)`` of the scene asked about last: a pack asks several questions about one
+    scene, and rendering (its background noise) is most of a sample's cost. Callers copy it."""
+    return render(scene)
 
 
 def _referable(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH, **attributes: bool):

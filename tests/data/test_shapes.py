@@ -921,3 +921,19 @@ def test_sample_requires_answered_turns_and_a_known_task():
         Sample(None, (Turn("hi", "hello"),), "grounded", "test")
     assert Sample(None, [Turn("hi", "hello")], None, "test").turns == (Turn("hi", "hello"),)
     assert set(TASKS) < set(TASK_BUILDERS)
+
+
+def test_a_pack_renders_its_scene_once_and_its_image_is_that_render(monkeypatch):
+    from minigptv2.data import shapes
+
+    calls = []
+    real = shapes.render
+    monkeypatch.setattr(shapes, "render", lambda scene: calls.append(scene) or real(scene))
+    shapes._rendered.cache_clear()
+    pack = shapes.make_pack(3, "train", {"refer": 1.0, "detection": 1.0}, 6)
+    assert len(calls) == 1 and len(pack.turns) == 6
+    assert np.array_equal(np.asarray(pack.image), np.asarray(real(calls[0])))
+    # Each sample owns its image: drawing on one changes no later sample of the same scene.
+    pack.image.paste((0, 0, 0), (0, 0, 20, 20))
+    again = shapes.make_pack(3, "train", {"refer": 1.0, "detection": 1.0}, 6)
+    assert np.array_equal(np.asarray(again.image), np.asarray(real(calls[0])))
