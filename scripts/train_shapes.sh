@@ -16,6 +16,11 @@ if [ "${1:-}" = shapes-ko ]; then
   name=shapes-ko
   shift
 fi
+# Stage 0: the ViT, pretrained on dense shape, colour and box labels (train/perception.py); it
+# stays frozen in stages 1-3. Written once, at its end: a killed stage 0 starts again.
+if [ ! -f "runs/$name/stage0/eva_vit.safetensors" ]; then
+  python -m minigptv2 pretrain-vision --out "runs/$name/stage0"
+fi
 for stage in 1 2 3; do
   out="runs/$name/stage$stage"
   if [ -f "$out/model/config.json" ]; then
@@ -25,7 +30,9 @@ for stage in 1 2 3; do
   extra=()
   if [ "$name" = shapes-ko ]; then
     extra=(data.language=en+ko tokenizer_vocab=1000 "out_dir=$out")
-    if [ "$stage" -gt 1 ]; then
+    if [ "$stage" -eq 1 ]; then
+      extra+=("eva=runs/$name/stage0/eva_vit.safetensors")
+    else
       extra+=("init_from=runs/$name/stage$((stage - 1))/model")
     fi
   fi

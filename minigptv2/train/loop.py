@@ -90,6 +90,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     """Run one stage; returns the folder of the exported model (``out_dir/model``)."""
     evaluation.check_eval_config(config)
     init_folder(config.init_from)  # a missing starting model fails before anything is written
+    _check_vision_file(config.eva)
     world = init_world()
     out = Path(config.out_dir)
     if world.is_main:
@@ -204,6 +205,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
             log_file.close()
             _plot(world, out)
         close_world(world)
+
+
+def _check_vision_file(eva: str | None) -> None:
+    if eva is not None and not Path(eva).is_file():
+        raise ConfigError(
+            f"eva={eva}: no such file. A Shapes stage 1 starts from stage 0's encoder: run"
+            f" `minigptv2 pretrain-vision --out {Path(eva).parent}` first (scripts/train_shapes.sh"
+            " does); a language-model folder takes BLIP-2's eva_vit_g.pth"
+        )
 
 
 def _warn_if_warmup_outlasts_the_run(world: World, config: TrainConfig) -> None:

@@ -1,5 +1,6 @@
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +23,8 @@ from minigptv2.train.perception import (
     patch_targets,
     pretrain_vision,
 )
+
+CONFIGS = Path(__file__).parents[2] / "configs" / "shapes"
 
 
 def scene(*objects: ShapeObject, width: int = 112, height: int = 112) -> Scene:
@@ -138,3 +141,15 @@ def test_bad_settings_are_named():
         PerceptionConfig(recolour=1.5)
     with pytest.raises(ConfigError, match="unknown Shapes world"):
         PerceptionConfig(world="round")
+
+
+def test_stage_1_without_stage_0_says_to_run_it_before_writing_anything(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)  # no runs/shapes/stage0 here
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIGS / "stage1.yaml"), f"out_dir={out}"]) == 2
+    error = capsys.readouterr().err
+    assert "eva=runs/shapes/stage0/eva_vit.safetensors: no such file" in error
+    assert "minigptv2 pretrain-vision --out runs/shapes/stage0" in error
+    assert not out.exists()
