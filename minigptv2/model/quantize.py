@@ -64,7 +64,7 @@ def _require(kernel: object, name: str, quantization: str, version: str) -> None
 
 @functools.cache
 def _native_bf16() -> bool:
-    from minigptv2.train.config import native_bf16
+    from minigptv2.hardware import native_bf16
 
     return native_bf16()
 

@@ -16,6 +16,7 @@ import yaml
 
 from minigptv2.config import SHIPPED_ALIAS, Trainable, resolve_model
 from minigptv2.errors import CheckpointError, ConfigError
+from minigptv2.hardware import native_bf16
 from minigptv2.model.loss import LOSS_AVERAGES
 from minigptv2.train.optim import OptimConfig
 
@@ -251,15 +252,3 @@ def resolve_precision(precision: str) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16() else "fp32"
-
-
-def native_bf16() -> bool:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

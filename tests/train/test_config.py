@@ -12,13 +12,6 @@ def test_auto_precision_uses_bf16_only_where_the_hardware_has_it(monkeypatch, na
     assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
 
 
-def test_native_bf16_reads_the_cpu_flags(monkeypatch):
-    monkeypatch.setattr(train_config.Path, "read_text", lambda self: "flags : avx2 avx512_bf16")
-    assert train_config.native_bf16()
-    monkeypatch.setattr(train_config.Path, "read_text", lambda self: "flags : avx2 fma")
-    assert not train_config.native_bf16()
-
-
 def test_new_training_keys_load_from_yaml_with_overrides(tmp_path):
     path = tmp_path / "stage.yaml"
     path.write_text("model: tiny\neval_every: 100\nparallel: fsdp\n")
