@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Train a Shapes model: the three stages in order, each from the previous one's export. The
-# shipped English weights come from these configs as of commit 672e139 (README, "What the shipped
-# model can do"); today's configs pack questions per row and are the next recipe's starting point.
+# Train a Shapes model: stage 0 (the ViT alone), then the three stages in order, each from the
+# previous one's export. The shipped English weights are this script's stage-3 export, saved whole
+# (README, "What the shipped model can do").
 #   scripts/train_shapes.sh              the English model   -> runs/shapes/stage3/model
 #   scripts/train_shapes.sh shapes-ko    the English + Korean model (issue 17), same recipe, each
 #                                        sample in one of the two languages, a 1000-piece tokenizer
 #                                        so that Hangul syllables get pieces of their own
-#                                        -> runs/shapes-ko/stage3/model
-# About 90 minutes each on 2 CPU cores. Re-running continues a killed stage (--resume) and skips
-# finished ones; further arguments are overrides passed to every stage.
+#                                        -> runs/shapes-ko/stage3/model (the shipped shapes-ko
+#                                        predates stage 0: configs of commit 61fa9dd)
+# About 85 minutes on 2 CPU cores. Re-running continues a killed stage (--resume) and skips
+# finished ones; further arguments are overrides passed to stages 1-3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=shapes
