@@ -54,6 +54,9 @@ def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
     )
     torch.manual_seed(0)
     model = MiniGPTv2(model_config).train()
+    trainable = getattr(config, "trainable", None)  # what the stage trains (a frozen ViT: none)
+    if trainable is not None:
+        model.set_trainable(trainable)
     optimizer = build_optimizer(model, config.optim)
     mixture = build_mixture(config.data, "train", config.seed)
     collate = Collator(Processor(tokenizer, model_config), pieces=config.pieces)
