@@ -61,6 +61,8 @@ def test_int8_and_int4_weights_cut_the_bytes_a_decode_step_reads():
     # int8 weights plus one bf16 scale per output channel, fp32 norms: just over a quarter.
     assert 0.25 < int8["weight_bytes_per_token"] / fp32["weight_bytes_per_token"] < 0.3
     assert int8["decode_tokens_per_s"] > 0
+    # The same prompt is the same work whatever the weights are stored in.
+    assert int8["prefill_gflop"] == fp32["prefill_gflop"] > 0
     int4 = measure_language(
         torch.float32, 10.0, 5.0, language=language, prompt_tokens=90, quantize="int4"
     )
