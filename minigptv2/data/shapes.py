@@ -685,11 +685,14 @@ def render(scene: Scene, fills: Sequence[tuple[int, int, int]] | None = None) ->
     pixels += np.asarray(scene.background, dtype=np.int16) - scene.noise
     image = Image.fromarray(pixels.clip(0, 255, out=pixels).astype(np.uint8), "RGB")
     draw = ImageDraw.Draw(image)
-    order = sorted(range(len(scene.objects)), key=lambda i: scene.objects[i].layer)
-    for index in order:
-        obj = scene.objects[index]
+    for index, obj in _drawing_order(scene):
         _draw(draw, obj.shape, obj.outline, PALETTE[obj.color] if fills is None else fills[index])
     return image
+
+
+def _drawing_order(scene: Scene) -> list[tuple[int, ShapeObject]]:
+    """``(index, object)`` of the scene's objects in layer order, later layers on top."""
+    return sorted(enumerate(scene.objects), key=lambda item: item[1].layer)
 
 
 def object_map(scene: Scene) -> np.ndarray:
@@ -697,9 +700,7 @@ def object_map(scene: Scene) -> np.ndarray:
     0 for background and ``i + 1`` for ``scene.objects[i]`` (later layers on top)."""
     image = Image.new("L", (scene.width, scene.height), 0)
     draw = ImageDraw.Draw(image)
-    order = sorted(range(len(scene.objects)), key=lambda i: scene.objects[i].layer)
-    for index in order:
-        obj = scene.objects[index]
+    for index, obj in _drawing_order(scene):
         _draw(draw, obj.shape, obj.outline, index + 1)
     return np.asarray(image)
 

@@ -56,6 +56,7 @@ from minigptv2.data.shapes import (
 from minigptv2.errors import ConfigError
 from minigptv2.images import image_to_tensor
 from minigptv2.model.vision import EvaViT
+from minigptv2.train.optim import parameter_groups
 
 VISION_FILE = "eva_vit.safetensors"
 COLORS = tuple(PALETTE)
@@ -256,7 +257,11 @@ def evaluate(
 
 
 def learning_rate(config: PerceptionConfig, step: int) -> float:
-    """Linear warm-up, then cosine decay to ``min_lr``."""
+    """Linear warm-up, then cosine decay to ``min_lr``, measured from the end of warm-up.
+
+    Not ``train.optim.learning_rate``, which follows the reference (warm-up from ``warmup_lr``,
+    cosine from step 0): the shipped stage 0 was trained on this one.
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
@@ -275,16 +280,9 @@ def pretrain_vision(config: PerceptionConfig) -> Path:
     world = WORLDS[config.world]
     torch.manual_seed(config.seed)
     vit, head = EvaViT(stage0), PerceptionHead(stage0.width)
-    parameters = [*vit.parameters(), *head.parameters()]
-    decay = [p for p in parameters if p.ndim >= 2]
-    rest = [p for p in parameters if p.ndim < 2]
+    trained = nn.ModuleList([vit, head])
     optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": rest, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        foreach=True,
+        parameter_groups(trained, config.weight_decay), lr=config.lr, foreach=True
     )
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -307,7 +305,7 @@ def pretrain_vision(config: PerceptionConfig) -> Path:
         # The box loss is in image fractions (~0.05 once learnt): weighted up to matter beside CE.
         loss = parts["shape"] + parts["color"] + 10.0 * parts["box"]
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
