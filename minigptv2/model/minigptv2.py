@@ -74,7 +74,12 @@ class MiniGPTv2(nn.Module):
     # -- what trains ---------------------------------------------------------------------------
 
     def set_trainable(self, trainable: Trainable) -> None:
-        """Set ``requires_grad`` per component; frozen vision also stays in eval mode."""
+        """Set ``requires_grad`` per component; frozen vision also stays in eval mode.
+
+        The config records it, so that a saved model says what its last stage trained and the
+        next stage, loading it, trains the same unless told otherwise.
+        """
+        self.config = self.config.replace(trainable=trainable)
         self.trainable = trainable
         for component, parameters in self.parameter_groups().items():
             for parameter in parameters:

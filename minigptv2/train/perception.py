@@ -224,8 +224,8 @@ def _balanced_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
 
 
 def losses(outputs: tuple[Tensor, Tensor, Tensor], targets: PatchTargets) -> dict[str, Tensor]:
-    """Cross-entropy for shape and colour (objects and background weighted alike), L1 on the box where there is an
-    object (in image fractions, so 0.01 is one step of the 0-100 box grid)."""
+    """Cross-entropy for shape and colour (objects and background weighted alike), L1 on the box
+    where there is an object (in image fractions, so 0.01 is one step of the 0-100 box grid)."""
     shape_logits, color_logits, box = outputs
     shape = _balanced_cross_entropy(shape_logits, targets.shape)
     color = _balanced_cross_entropy(color_logits, targets.color)
