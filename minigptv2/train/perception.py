@@ -216,9 +216,7 @@ def _balanced_cross_entropy(logits: Tensor, labels: Tensor) -> Tensor:
     mean gave shape, the slow skill, a fifth of the gradient.
     """
     labels = labels.flatten()
-    per_patch = F.cross_entropy(
-        logits.flatten(0, 1), labels, ignore_index=IGNORE, reduction="none"
-    )
+    per_patch = F.cross_entropy(logits.flatten(0, 1), labels, ignore_index=IGNORE, reduction="none")
     parts = [per_patch[mask].mean() for mask in (labels > 0, labels == 0) if mask.any()]
     return torch.stack(parts).sum() if parts else logits.sum() * 0
 
