@@ -1,0 +1,188 @@
+"""Where a Shapes model goes wrong, from the predictions of ``minigptv2 eval --out DIR``.
+
+    minigptv2 eval --split val --out DIR
+    python scripts/shapes_errors.py DIR [--json]
+
+Three breakdowns, each as accuracy per kind (right / asked):
+
+- **vqa** by question kind (``color_at_box`` reads a colour at a given box; ``color_of`` and
+  ``shape_of`` must first find the object a phrase describes; ``exists`` asks about a pair that is
+  there, or one made by swapping the attributes of two objects that are, or one that is not).
+- **refer** by what the expression names (``shape``, ``color``, ``color+shape``, ``+place``
+  when it adds a direction or a landmark) and, for each wrong box, what it landed on:
+  ``other object`` (IoU >= 0.5 with an object that is not the target: the words were bound to
+  the wrong object), ``near target`` (IoU > 0 with the target only), ``nowhere``.
+- **identify** wrong answers: wrong colour, wrong shape or both, for training and held-out pairs.
+
+Boxes in predictions are on the 0-100 grid and objects in pixels; the grid-to-pixel map is
+recovered from the target's own box and its expected answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from minigptv2.boxes import iou
+from minigptv2.data.shapes_languages import LEXICONS
+
+Row = dict[str, Any]
+GRID_BOX = re.compile(r"<(\d+)><(\d+)><(\d+)><(\d+)>")
+
+
+def grid_boxes(text: str) -> list[tuple[int, ...]]:
+    """Every ``<x1><y1><x2><y2>`` in ``text``, as grid numbers."""
+    return [tuple(int(v) for v in match) for match in GRID_BOX.findall(text)]
+
+
+def read_predictions(folder: Path) -> list[Row]:
+    path = folder / "predictions.jsonl"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: run `minigptv2 eval --out {folder}` first")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rate(counts: dict[str, list[int]]) -> dict[str, dict[str, float | int]]:
+    return {
+        kind: {"right": right, "asked": asked, "accuracy": round(right / asked, 3)}
+        for kind, (right, asked) in sorted(counts.items())
+    }
+
+
+def exists_kind(row: Row) -> str:
+    """present / swap (both attributes there, on different objects) / absent."""
+    named = row["expected"].get("named") or []
+    objects = row["expected"]["objects"]
+    if not named or named[0] is None or named[1] is None:
+        return "exists"
+    color, shape = named
+    if any(o["color"] == color and o["shape"] == shape for o in objects):
+        return "exists: present"
+    colors = {o["color"] for o in objects}
+    shapes = {o["shape"] for o in objects}
+    return "exists: swap" if color in colors and shape in shapes else "exists: absent"
+
+
+def vqa_by_kind(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        kind = row["expected"]["kind"]
+        if kind == "exists":
+            kind = exists_kind(row)
+        counts[kind][0] += bool(row["correct"])
+        counts[kind][1] += 1
+    return _rate(counts)
+
+
+def expression_kind(row: Row) -> str:
+    """What a refer expression names about its target, in the question's language."""
+    expected = row["expected"]
+    lexicon = LEXICONS[expected.get("language", "en")]
+    target = expected["objects"][expected["object"]]
+    expression = expected["expression"]
+    color = lexicon.colors[target["color"]] in expression
+    shape = lexicon.shapes[target["shape"]] in expression
+    named = "+".join(part for part, there in (("color", color), ("shape", shape)) if there)
+    # Anything beyond the article, the colour and the noun (the shape, or "object") is a direction
+    # or a landmark.
+    plain = int(bool(lexicon.article)) + int(color) + 1
+    return f"{named}+place" if len(expression.split()) > plain else named
+
+
+def _grid_to_pixels(row: Row) -> tuple[float, float, float, float]:
+    """(sx, ox, sy, oy) with pixel = (grid - o) / s, fitted on the target's box and answer."""
+    expected = row["expected"]
+    grid = grid_boxes(expected["answer"])[0]
+    pixels = expected["objects"][expected["object"]]["box"]
+    sx = (grid[2] - grid[0]) / max(1e-6, pixels[2] - pixels[0])
+    sy = (grid[3] - grid[1]) / max(1e-6, pixels[3] - pixels[1])
+    return sx, grid[0] - pixels[0] * sx, sy, grid[1] - pixels[1] * sy
+
+
+def refer_landing(row: Row) -> str:
+    """right / other object / near target / nowhere / unparsable."""
+    if row["correct"]:
+        return "right"
+    boxes = grid_boxes(row["answer"])
+    if not boxes:
+        return "unparsable"
+    sx, ox, sy, oy = _grid_to_pixels(row)
+    x1, y1, x2, y2 = boxes[0]
+    guess = ((x1 - ox) / sx, (y1 - oy) / sy, (x2 - ox) / sx, (y2 - oy) / sy)
+    expected = row["expected"]
+    overlaps = [iou(guess, tuple(o["box"])) for o in expected["objects"]]
+    target = expected["object"]
+    if any(value >= 0.5 for index, value in enumerate(overlaps) if index != target):
+        return "other object"
+    return "near target" if overlaps[target] > 0 else "nowhere"
+
+
+def refer_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
+    table: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        table[expression_kind(row)][refer_landing(row)] += 1
+    return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
+
+
+def identify_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
+    table: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        expected = row["expected"]
+        lexicon = LEXICONS[expected.get("language", "en")]
+        target = expected["objects"][expected["object"]]
+        answer = row["answer"]
+        color = lexicon.colors[target["color"]] in answer
+        shape = lexicon.shapes[target["shape"]] in answer
+        if row["correct"]:
+            outcome = "right"
+        elif color and not shape:
+            outcome = "wrong shape"
+        elif shape and not color:
+            outcome = "wrong colour"
+        else:
+            outcome = "wrong colour and shape"
+        table["held-out pairs" if row["unseen"] else "training pairs"][outcome] += 1
+    return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
+
+
+def breakdown(rows: list[Row]) -> dict[str, Any]:
+    by_task: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_task[row["task"]].append(row)
+    return {
+        "vqa_by_kind": vqa_by_kind(by_task["vqa"]),
+        "refer": refer_errors(by_task["refer"]),
+        "identify": identify_errors(by_task["identify"]),
+    }
+
+
+def _print(result: dict[str, Any]) -> None:
+    print("| vqa kind | right / asked | accuracy |\n|---|---|---|")
+    for kind, row in result["vqa_by_kind"].items():
+        print(f"| {kind} | {row['right']} / {row['asked']} | {row['accuracy']:.2f} |")
+    for name in ("refer", "identify"):
+        print(f"\n{name}:")
+        for kind, counts in result[name].items():
+            print(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="the --out folder of a Shapes eval")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    result = breakdown(read_predictions(args.folder))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""scripts/shapes_errors.py: the breakdowns it draws from eval predictions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).parents[2] / "scripts" / "shapes_errors.py"
+# Two objects in a 200 x 100 scene; the grid is 0-100 on each side, so x halves and y stays.
+OBJECTS = [
+    {"shape": "triangle", "color": "blue", "box": [20, 10, 60, 50]},
+    {"shape": "circle", "color": "red", "box": [120, 40, 180, 90]},
+]
+
+
+@pytest.fixture(scope="module")
+def errors():
+    spec = importlib.util.spec_from_file_location("shapes_errors", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def refer(answer: str, expression: str = "the triangle", correct: bool = False) -> dict:
+    expected = {"objects": OBJECTS, "object": 0, "answer": "{<10><10><30><50>}",
+                "expression": expression, "kind": "refer", "language": "en"}  # fmt: skip
+    return {"task": "refer", "answer": answer, "correct": correct, "unseen": False,
+            "expected": expected}  # fmt: skip
+
+
+def test_a_wrong_box_is_told_apart_by_where_it_lands(errors):
+    assert errors.refer_landing(refer("{<10><10><30><50>}", correct=True)) == "right"
+    assert errors.refer_landing(refer("{<60><40><90><90>}")) == "other object"
+    assert errors.refer_landing(refer("{<25><30><40><60>}")) == "near target"
+    assert errors.refer_landing(refer("{<92><1><99><5>}")) == "nowhere"
+    assert errors.refer_landing(refer("a triangle")) == "unparsable"
+
+
+def test_expression_kinds_in_english_and_korean(errors):
+    assert errors.expression_kind(refer("", "the triangle")) == "shape"
+    assert errors.expression_kind(refer("", "the blue triangle")) == "color+shape"
+    assert errors.expression_kind(refer("", "the blue triangle on the left")) == "color+shape+place"
+    korean = refer("", "왼쪽에 있는 파란 삼각형")
+    korean["expected"]["language"] = "ko"
+    assert errors.expression_kind(korean) == "color+shape+place"
+    korean["expected"]["expression"] = "파란 삼각형"
+    assert errors.expression_kind(korean) == "color+shape"
+
+
+def test_exists_questions_split_by_what_the_scene_holds(errors):
+    def exists(named):
+        return {"expected": {"kind": "exists", "named": named, "objects": OBJECTS}}
+
+    assert errors.exists_kind(exists(["blue", "triangle"])) == "exists: present"
+    assert errors.exists_kind(exists(["red", "triangle"])) == "exists: swap"  # both there, apart
+    assert errors.exists_kind(exists(["green", "square"])) == "exists: absent"
+
+
+def test_breakdown_of_a_predictions_file(errors, tmp_path, capsys):
+    identify = {"task": "identify", "answer": "blue square", "correct": False, "unseen": True,
+                "expected": {"objects": OBJECTS, "object": 0, "language": "en"}}  # fmt: skip
+    rows = [refer("{<60><40><90><90>}"), refer("{<10><10><30><50>}", correct=True), identify]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert errors.main([str(tmp_path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["refer"] == {"shape": {"other object": 1, "right": 1}}
+    assert result["identify"] == {"held-out pairs": {"wrong shape": 1}}
+    with pytest.raises(SystemExit, match="minigptv2 eval --out"):
+        errors.main([str(tmp_path / "missing")])
