@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch.nn import functional as F
 
 from minigptv2.cli import main
 from minigptv2.data.shapes import PALETTE, Scene, ShapeObject, object_map
@@ -17,8 +18,10 @@ from minigptv2.train.perception import (
     FAR,
     IGNORE,
     VISION_FILE,
+    PatchTargets,
     PerceptionConfig,
     far_colour,
+    losses,
     make_batch,
     patch_targets,
     pretrain_vision,
@@ -82,6 +85,27 @@ def test_shape_is_taught_on_recoloured_images_and_colour_on_palette_ones():
     # The recoloured circle is in no palette colour: its centre pixel is far from every ink.
     centre = pixels[1, :, 40, 40]
     assert not torch.allclose(centre, pixels[0, :, 40, 40], atol=0.1)
+
+
+def test_object_and_background_patches_weigh_alike_in_the_cross_entropy():
+    # One image of 4 patches: one triangle patch, three background, one of them ignored.
+    shape_logits = torch.tensor([[[0.0, 0.0, 2.0, 0.0], [3.0, 0, 0, 0], [1.0, 0, 0, 0],
+                                  [0.0, 5.0, 0, 0]]])  # fmt: skip
+    labels = torch.tensor([[3, 0, 0, IGNORE]])
+    targets = PatchTargets(
+        shape=labels,
+        color=torch.tensor([[IGNORE] * 4]),
+        box=torch.zeros(1, 4, 4),
+        unseen=torch.zeros(1, 4, dtype=torch.bool),
+        owner=torch.tensor([[0, -1, -1, -1]]),
+    )
+    parts = losses((shape_logits, torch.zeros(1, 4, 6), torch.zeros(1, 4, 4)), targets)
+    per_patch = F.cross_entropy(shape_logits[0, :3], labels[0, :3], reduction="none")
+    # The one object patch counts as much as the two background ones together.
+    assert parts["shape"].item() == pytest.approx(
+        per_patch[0].item() + per_patch[1:].mean().item(), rel=1e-6
+    )
+    assert parts["color"].item() == 0.0  # nothing to learn: every colour target ignored
 
 
 def test_random_colours_stay_far_from_the_palette():
