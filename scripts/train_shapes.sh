@@ -8,8 +8,9 @@
 #                                        so that Hangul syllables get pieces of their own
 #                                        -> runs/shapes-ko/stage3/model (the shipped shapes-ko
 #                                        predates stage 0: configs of commit 61fa9dd)
-# About 85 minutes on 2 CPU cores. Re-running continues a killed stage (--resume) and skips
-# finished ones; further arguments are overrides passed to stages 1-3.
+# About 97 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them). Re-running continues a
+# killed stage (--resume) and skips finished ones; further arguments are overrides passed to
+# stages 1-3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=shapes
