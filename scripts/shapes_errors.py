@@ -13,6 +13,9 @@ Three breakdowns, each as accuracy per kind (right / asked):
   ``other object`` (IoU >= 0.5 with an object that is not the target: the words were bound to
   the wrong object), ``near target`` (IoU > 0 with the target only), ``nowhere``.
 - **identify** wrong answers: wrong colour, wrong shape or both, for training and held-out pairs.
+- **refer by image token**: accuracy when the target shares one of the language model's image
+  tokens with another object, and when it has its own. A token is 4 consecutive patches merged
+  (MiniGPT-v2's merge), so at 112 px it is a strip of 4 x 1 patches, half the image wide.
 
 Boxes in predictions are on the 0-100 grid and objects in pixels; the grid-to-pixel map is
 recovered from the target's own box and its expected answer.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from minigptv2.boxes import iou
+from minigptv2.config import get_preset
 from minigptv2.data.shapes_languages import LEXICONS
 
 Row = dict[str, Any]
@@ -129,6 +133,38 @@ def refer_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
 
 
+def token_cells(grid_box: tuple[float, ...], preset: str = "shapes") -> set[tuple[int, int]]:
+    """The merged image tokens (patch row, group of ``tokens_merged`` patches in that row) that a
+    box on the 0-100 grid overlaps, for ``preset``'s image and patch size."""
+    config = get_preset(preset)
+    patches = config.vision.image_size // config.vision.patch_size
+    x1, y1, x2, y2 = (value * patches / 100 for value in grid_box)  # in patch units
+    return {
+        (row, column // config.tokens_merged)
+        for row in range(patches)
+        if y1 < row + 1 and y2 > row
+        for column in range(patches)
+        if x1 < column + 1 and x2 > column
+    }
+
+
+def refer_by_token(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in rows:
+        expected = row["expected"]
+        sx, ox, sy, oy = _grid_to_pixels(row)
+        cells = [
+            token_cells((b[0] * sx + ox, b[1] * sy + oy, b[2] * sx + ox, b[3] * sy + oy))
+            for b in (obj["box"] for obj in expected["objects"])
+        ]
+        target = expected["object"]
+        shared = any(cells[target] & other for i, other in enumerate(cells) if i != target)
+        kind = "shares a token with another object" if shared else "has its own tokens"
+        counts[kind][0] += bool(row["correct"])
+        counts[kind][1] += 1
+    return _rate(counts)
+
+
 def identify_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     table: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
@@ -158,6 +194,7 @@ def breakdown(rows: list[Row]) -> dict[str, Any]:
         "vqa_by_kind": vqa_by_kind(by_task["vqa"]),
         "refer": refer_errors(by_task["refer"]),
         "identify": identify_errors(by_task["identify"]),
+        "refer_by_token": refer_by_token(by_task["refer"]),
     }
 
 
@@ -169,6 +206,9 @@ def _print(result: dict[str, Any]) -> None:
         print(f"\n{name}:")
         for kind, counts in result[name].items():
             print(f"  {kind}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    print("\nrefer, by the target's image tokens:")
+    for kind, row in result["refer_by_token"].items():
+        print(f"  {kind}: {row['right']} / {row['asked']} = {row['accuracy']:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,3 +70,20 @@ def test_breakdown_of_a_predictions_file(errors, tmp_path, capsys):
     assert result["identify"] == {"held-out pairs": {"wrong shape": 1}}
     with pytest.raises(SystemExit, match="minigptv2 eval --out"):
         errors.main([str(tmp_path / "missing")])
+
+
+def test_merged_image_tokens_a_box_covers(errors):
+    # Shapes: 112 px, 14-px patches -> 8 x 8, merged 4 at a time -> 2 tokens a patch row.
+    assert errors.token_cells((0, 0, 10, 10)) == {(0, 0)}
+    assert errors.token_cells((40, 0, 60, 10)) == {(0, 0), (0, 1)}  # across the strips' border
+    assert errors.token_cells((60, 60, 90, 70)) == {(4, 1), (5, 1)}
+
+
+def test_refer_split_by_whether_the_target_shares_a_token(errors):
+    apart = refer("{<10><10><30><50>}", correct=True)  # the objects lie in different strips
+    together = refer("{<60><40><90><90>}")
+    together["expected"] = dict(together["expected"], objects=[
+        OBJECTS[0], {"shape": "circle", "color": "red", "box": [40, 10, 70, 40]}])  # fmt: skip
+    result = errors.refer_by_token([apart, together])
+    assert result["has its own tokens"] == {"right": 1, "asked": 1, "accuracy": 1.0}
+    assert result["shares a token with another object"]["asked"] == 1
