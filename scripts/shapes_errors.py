@@ -3,7 +3,7 @@
     minigptv2 eval --split val --out DIR
     python scripts/shapes_errors.py DIR [--json]
 
-Three breakdowns, each as accuracy per kind (right / asked):
+Four breakdowns:
 
 - **vqa** by question kind (``color_at_box`` reads a colour at a given box; ``color_of`` and
   ``shape_of`` must first find the object a phrase describes; ``exists`` asks about a pair that is
@@ -17,8 +17,8 @@ Three breakdowns, each as accuracy per kind (right / asked):
   tokens with another object, and when it has its own. A token is 4 consecutive patches merged
   (MiniGPT-v2's merge), so at 112 px it is a strip of 4 x 1 patches, half the image wide.
 
-Boxes in predictions are on the 0-100 grid and objects in pixels; the grid-to-pixel map is
-recovered from the target's own box and its expected answer.
+Boxes in predictions are on the 0-100 grid and objects in pixels; objects are put on the grid by
+the map that takes the target's own box to its expected answer (IoU does not change under it).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from minigptv2.config import get_preset
 from minigptv2.data.shapes_languages import LEXICONS
 
 Row = dict[str, Any]
+Rates = dict[str, dict[str, float | int]]  # kind -> right, asked, accuracy
 GRID_BOX = re.compile(r"<(\d+)><(\d+)><(\d+)><(\d+)>")
 
 
@@ -51,7 +52,7 @@ def read_predictions(folder: Path) -> list[Row]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _rate(counts: dict[str, list[int]]) -> dict[str, dict[str, float | int]]:
+def _rate(counts: dict[str, list[int]]) -> Rates:
     return {
         kind: {"right": right, "asked": asked, "accuracy": round(right / asked, 3)}
         for kind, (right, asked) in sorted(counts.items())
@@ -72,7 +73,7 @@ def exists_kind(row: Row) -> str:
     return "exists: swap" if color in colors and shape in shapes else "exists: absent"
 
 
-def vqa_by_kind(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
+def vqa_by_kind(rows: Iterable[Row]) -> Rates:
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
         kind = row["expected"]["kind"]
@@ -83,29 +84,39 @@ def vqa_by_kind(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
     return _rate(counts)
 
 
-def expression_kind(row: Row) -> str:
-    """What a refer expression names about its target, in the question's language."""
+def _names_target(row: Row, text: str) -> tuple[bool, bool]:
+    """Whether ``text`` holds the target's colour word and its shape word, in the row's language."""
     expected = row["expected"]
     lexicon = LEXICONS[expected.get("language", "en")]
     target = expected["objects"][expected["object"]]
-    expression = expected["expression"]
-    color = lexicon.colors[target["color"]] in expression
-    shape = lexicon.shapes[target["shape"]] in expression
+    return lexicon.colors[target["color"]] in text, lexicon.shapes[target["shape"]] in text
+
+
+def expression_kind(row: Row) -> str:
+    """What a refer expression names about its target, in the question's language."""
+    expression = row["expected"]["expression"]
+    color, shape = _names_target(row, expression)
     named = "+".join(part for part, there in (("color", color), ("shape", shape)) if there)
     # Anything beyond the article, the colour and the noun (the shape, or "object") is a direction
     # or a landmark.
-    plain = int(bool(lexicon.article)) + int(color) + 1
+    article = LEXICONS[row["expected"].get("language", "en")].article
+    plain = int(bool(article)) + int(color) + 1
     return f"{named}+place" if len(expression.split()) > plain else named
 
 
-def _grid_to_pixels(row: Row) -> tuple[float, float, float, float]:
-    """(sx, ox, sy, oy) with pixel = (grid - o) / s, fitted on the target's box and answer."""
+def objects_on_grid(row: Row) -> list[tuple[float, ...]]:
+    """Every object's box on the 0-100 grid, by the per-axis map that takes the target's pixel
+    box to its expected answer (the scene's size is not in the predictions)."""
     expected = row["expected"]
     grid = grid_boxes(expected["answer"])[0]
     pixels = expected["objects"][expected["object"]]["box"]
     sx = (grid[2] - grid[0]) / max(1e-6, pixels[2] - pixels[0])
     sy = (grid[3] - grid[1]) / max(1e-6, pixels[3] - pixels[1])
-    return sx, grid[0] - pixels[0] * sx, sy, grid[1] - pixels[1] * sy
+    ox, oy = grid[0] - pixels[0] * sx, grid[1] - pixels[1] * sy
+    return [
+        (x1 * sx + ox, y1 * sy + oy, x2 * sx + ox, y2 * sy + oy)
+        for x1, y1, x2, y2 in (obj["box"] for obj in expected["objects"])
+    ]
 
 
 def refer_landing(row: Row) -> str:
@@ -115,12 +126,8 @@ def refer_landing(row: Row) -> str:
     boxes = grid_boxes(row["answer"])
     if not boxes:
         return "unparsable"
-    sx, ox, sy, oy = _grid_to_pixels(row)
-    x1, y1, x2, y2 = boxes[0]
-    guess = ((x1 - ox) / sx, (y1 - oy) / sy, (x2 - ox) / sx, (y2 - oy) / sy)
-    expected = row["expected"]
-    overlaps = [iou(guess, tuple(o["box"])) for o in expected["objects"]]
-    target = expected["object"]
+    overlaps = [iou(boxes[0], box) for box in objects_on_grid(row)]
+    target = row["expected"]["object"]
     if any(value >= 0.5 for index, value in enumerate(overlaps) if index != target):
         return "other object"
     return "near target" if overlaps[target] > 0 else "nowhere"
@@ -133,14 +140,12 @@ def refer_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
 
 
-def token_cells(grid_box: tuple[float, ...], preset: str = "shapes") -> set[tuple[int, int]]:
-    """The merged image tokens (patch row, group of ``tokens_merged`` patches in that row) that a
-    box on the 0-100 grid overlaps, for ``preset``'s image and patch size."""
-    config = get_preset(preset)
-    patches = config.vision.image_size // config.vision.patch_size
+def token_cells(grid_box: tuple[float, ...], patches: int, merged: int) -> set[tuple[int, int]]:
+    """The merged image tokens (patch row, group of ``merged`` patches in that row) that a box on
+    the 0-100 grid overlaps, in an image of ``patches`` x ``patches`` patches."""
     x1, y1, x2, y2 = (value * patches / 100 for value in grid_box)  # in patch units
     return {
-        (row, column // config.tokens_merged)
+        (row, column // merged)
         for row in range(patches)
         if y1 < row + 1 and y2 > row
         for column in range(patches)
@@ -148,16 +153,13 @@ def token_cells(grid_box: tuple[float, ...], preset: str = "shapes") -> set[tupl
     }
 
 
-def refer_by_token(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
+def refer_by_token(rows: Iterable[Row], preset: str = "shapes") -> Rates:
+    config = get_preset(preset)
+    patches = config.vision.image_size // config.vision.patch_size
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
-        expected = row["expected"]
-        sx, ox, sy, oy = _grid_to_pixels(row)
-        cells = [
-            token_cells((b[0] * sx + ox, b[1] * sy + oy, b[2] * sx + ox, b[3] * sy + oy))
-            for b in (obj["box"] for obj in expected["objects"])
-        ]
-        target = expected["object"]
+        cells = [token_cells(box, patches, config.tokens_merged) for box in objects_on_grid(row)]
+        target = row["expected"]["object"]
         shared = any(cells[target] & other for i, other in enumerate(cells) if i != target)
         kind = "shares a token with another object" if shared else "has its own tokens"
         counts[kind][0] += bool(row["correct"])
@@ -168,12 +170,7 @@ def refer_by_token(rows: Iterable[Row]) -> dict[str, dict[str, float | int]]:
 def identify_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     table: dict[str, Counter] = defaultdict(Counter)
     for row in rows:
-        expected = row["expected"]
-        lexicon = LEXICONS[expected.get("language", "en")]
-        target = expected["objects"][expected["object"]]
-        answer = row["answer"]
-        color = lexicon.colors[target["color"]] in answer
-        shape = lexicon.shapes[target["shape"]] in answer
+        color, shape = _names_target(row, row["answer"])
         if row["correct"]:
             outcome = "right"
         elif color and not shape:

@@ -74,9 +74,9 @@ def test_breakdown_of_a_predictions_file(errors, tmp_path, capsys):
 
 def test_merged_image_tokens_a_box_covers(errors):
     # Shapes: 112 px, 14-px patches -> 8 x 8, merged 4 at a time -> 2 tokens a patch row.
-    assert errors.token_cells((0, 0, 10, 10)) == {(0, 0)}
-    assert errors.token_cells((40, 0, 60, 10)) == {(0, 0), (0, 1)}  # across the strips' border
-    assert errors.token_cells((60, 60, 90, 70)) == {(4, 1), (5, 1)}
+    assert errors.token_cells((0, 0, 10, 10), 8, 4) == {(0, 0)}
+    assert errors.token_cells((40, 0, 60, 10), 8, 4) == {(0, 0), (0, 1)}  # across the border
+    assert errors.token_cells((60, 60, 90, 70), 8, 4) == {(4, 1), (5, 1)}
 
 
 def test_refer_split_by_whether_the_target_shares_a_token(errors):
