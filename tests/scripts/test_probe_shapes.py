@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "probe_shapes.py"
-
 
 @pytest.fixture(scope="module")
-def probe_shapes():
-    spec = importlib.util.spec_from_file_location("probe_shapes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe_shapes(load_script):
+    return load_script("probe_shapes")
 
 
 def test_cell_range_covers_exactly_the_cells_a_span_touches(probe_shapes):

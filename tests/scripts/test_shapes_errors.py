@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[2] / "scripts" / "shapes_errors.py"
 # Two objects in a 200 x 100 scene; the grid is 0-100 on each side, so x halves and y stays.
 OBJECTS = [
     {"shape": "triangle", "color": "blue", "box": [20, 10, 60, 50]},
@@ -17,11 +14,8 @@ OBJECTS = [
 
 
 @pytest.fixture(scope="module")
-def errors():
-    spec = importlib.util.spec_from_file_location("shapes_errors", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def errors(load_script):
+    return load_script("shapes_errors")
 
 
 def refer(answer: str, expression: str = "the triangle", correct: bool = False) -> dict:
