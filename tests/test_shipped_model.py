@@ -89,8 +89,10 @@ def test_it_reads_colours_from_the_image_not_the_question(shipped):
 # Measured on these 20 questions (4 test scenes x 5 tasks, 24 greedy tokens): int8 answers 17/20
 # as fp32 does, int4 12/20; all but one of the others are a box bin or two apart
 # ({<13><72><35><91>} -> {<13><72><35><90>}), and int4 boxes the circle for "where is the
-# triangle?". A broken kernel or packing answers none alike.
-IDENTICAL_ANSWERS = {"int8": 15, "int4": 10}
+# triangle?". Those near-ties flip with the kernels' summation order, which differs between AVX2
+# and AVX-512 CPUs, so the floors keep 3-4 answers of room; a broken kernel or packing answers
+# none alike.
+IDENTICAL_ANSWERS = {"int8": 14, "int4": 8}
 
 
 def test_quantized_answers_stay_close_to_fp32(shipped):
