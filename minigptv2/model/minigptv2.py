@@ -23,7 +23,7 @@ from minigptv2.constants import IGNORE_INDEX, IMAGE_TOKEN_ID
 from minigptv2.errors import ImageSlotMismatchError
 from minigptv2.model.decoding import GREEDY, Sampling, decode, decoder
 from minigptv2.model.language import build_language_model
-from minigptv2.model.loss import average_losses, token_losses
+from minigptv2.model.loss import average_losses, sample_ids, token_losses
 from minigptv2.model.projector import Projector
 from minigptv2.model.vision import EvaViT
 
@@ -199,7 +199,9 @@ class MiniGPTv2(nn.Module):
                 position_ids=position_ids,
                 use_cache=False,
             )
-        return self._answer_loss(embeds, attention_mask, labels, loss_average, position_ids)
+        return self._answer_loss(
+            embeds, attention_mask, labels, loss_average, position_ids, segment_ids
+        )
 
     def _answer_loss(
         self,
@@ -208,6 +210,7 @@ class MiniGPTv2(nn.Module):
         labels: torch.Tensor,
         average: str,
         position_ids: torch.Tensor | None = None,
+        segment_ids: torch.Tensor | None = None,
     ) -> AnswerLoss:
         causal_lm = decoder(self.language_model)
         hidden = causal_lm.model(
@@ -224,7 +227,8 @@ class MiniGPTv2(nn.Module):
         rows = kept.nonzero()[:, 0]
         losses = token_losses(logits, targets[kept])
         row_losses = losses.new_zeros(len(labels)).index_add_(0, rows, losses.detach())
-        return AnswerLoss(loss=average_losses(losses, rows, average), row_losses=row_losses)
+        samples = sample_ids(labels, segment_ids)[kept]
+        return AnswerLoss(loss=average_losses(losses, samples, average), row_losses=row_losses)
 
     def generate(
         self,

@@ -315,7 +315,10 @@ def _optimisation_step(
         pieces = next(batches)
         if fsdp.is_sharded(model):
             fsdp.check_same_pieces(pieces, config.pieces, world)
-        counts = [answer_count(piece["labels"], config.loss_average) for piece in pieces]
+        counts = [
+            answer_count(piece["labels"], config.loss_average, piece.get("segment_ids"))
+            for piece in pieces
+        ]
         total_count = max(sum(counts), 1) * config.grad_accum
         loss = torch.zeros(())
         for index, (piece, count) in enumerate(zip(pieces, counts, strict=True)):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from minigptv2.constants import IGNORE_INDEX
-from minigptv2.model.loss import answer_count, answer_loss
+from minigptv2.model.loss import answer_count, answer_loss, sample_ids
 
 
 def _answers(labels):
@@ -57,3 +57,25 @@ def test_an_unknown_average_is_refused():
             torch.zeros(1, dtype=torch.long),
             "mean",
         )
+
+
+def test_each_question_of_a_packed_row_is_a_sample():
+    # Row 0 packs two questions (segments 1 and 2 after the shared start, segment 0); row 1 is
+    # an ordinary row (all segment 0); -1 is padding.
+    labels = torch.tensor(
+        [
+            [IGNORE_INDEX, IGNORE_INDEX, 5, 6, IGNORE_INDEX, 7],
+            [IGNORE_INDEX, IGNORE_INDEX, 3, 4, IGNORE_INDEX, IGNORE_INDEX],
+        ]
+    )
+    segments = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 0, 0, 0, -1, -1]])
+    kept = labels[:, 1:] != IGNORE_INDEX
+    samples = sample_ids(labels, segments)[kept]
+    logits = torch.randn(int(kept.sum()), 9)
+    losses = F.cross_entropy(logits, labels[:, 1:][kept], reduction="none")
+    expected = (losses[:2].mean() + losses[2] + losses[3:].mean()) / 3
+    torch.testing.assert_close(
+        answer_loss(logits, labels[:, 1:][kept], samples, "samples"), expected
+    )
+    assert answer_count(labels, "samples", segments) == 3
+    assert answer_count(labels, "samples") == 2  # without segments, rows are the samples

@@ -8,6 +8,7 @@ from minigptv2.constants import IMAGE_TOKEN_ID
 from minigptv2.data.sample import Sample
 from minigptv2.data.shapes import CONVERSATION, make_pack
 from minigptv2.errors import ConfigError, PromptError
+from minigptv2.model.loss import answer_count
 from minigptv2.processor import IGNORE_INDEX, Processor
 from minigptv2.prompts import Turn
 from minigptv2.train.config import DataConfig
@@ -57,13 +58,15 @@ def test_packed_rows_give_the_losses_of_the_separate_questions(tokenizer, tiny_m
     assert packed["input_ids"].numel() < separate["input_ids"].numel()
     tiny_model.eval()
     with torch.no_grad():
-        one = tiny_model(**packed)
-        many = tiny_model(**separate)
+        one = tiny_model(**packed, loss_average=average)
+        many = tiny_model(**separate, loss_average=average)
     # Same answer tokens, same per-token losses: the sums per pack equal the separate rows' sums.
     assert one.row_losses.sum().item() == pytest.approx(many.row_losses.sum().item(), rel=1e-5)
     assert one.row_losses[0].item() == pytest.approx(many.row_losses[:4].sum().item(), rel=1e-5)
-    if average == "tokens":
-        assert one.loss.item() == pytest.approx(many.loss.item(), rel=1e-5)
+    # "samples" counts each packed question once, as it counts each separate row.
+    assert one.loss.item() == pytest.approx(many.loss.item(), rel=1e-5)
+    counts = [answer_count(b["labels"], average, b.get("segment_ids")) for b in (packed, separate)]
+    assert counts[0] == counts[1]
 
 
 def test_a_wrong_mask_would_change_the_losses(tokenizer, tiny_model):
