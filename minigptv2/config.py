@@ -355,7 +355,7 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
         ASSETS / "shapes-ko",
         "English + Korean Shapes model",
         "it is not installed yet: train it with `scripts/train_shapes.sh shapes-ko` (about 90"
-        " minutes on 2 CPU cores) and copy runs/shapes-ko/stage3/model to"
+        " minutes on 2 CPU cores) and copy runs/shapes-ko/stage4/model to"
         f" {ASSETS / 'shapes-ko'}, or pass that folder itself",
     ),
 }
