@@ -1318,17 +1318,6 @@ def _check_mix(mix: Mapping[str, float]) -> None:
         raise ConfigError(f"mix weights must not all be zero, got {dict(mix)!r}")
 
 
-def names_held_out(sample: Sample, config: ShapesConfig) -> bool:
-    """Whether a question (or a conversation turn) names a held-out pair: "is there a green
-    circle?", "how many green circles?". Training scenes never show one, so there the answer is
-    always "no" or zero, and asking it teaches the language model that the pair does not exist
-    rather than what it looks like: the session-10 model answered "no" to all 10 such val questions
-    whose answer was "yes". Training asks none; val and test ask them as before."""
-    turns = sample.targets.get("turns", [sample.targets])
-    held_out = {tuple(pair) for pair in config.held_out}
-    return any(tuple(turn.get("named", ())) in held_out for turn in turns)
-
-
 def make_sample(
     index: int,
     split: str,
@@ -1359,13 +1348,10 @@ def make_sample(
     _check_task(task)
     while True:
         try:
-            sample = TASK_BUILDERS[task](scene, rng, lexicon)
+            return TASK_BUILDERS[task](scene, rng, lexicon)
         except _NothingToAsk:
             # Rare (e.g. four red circles in a 2x2 grid); a new scene from the same stream.
             scene = make_split_scene(rng, config, split)
-            continue
-        if split != "train" or not names_held_out(sample, config):
-            return sample
 
 
 def make_pack(
@@ -1397,12 +1383,9 @@ def make_pack(
         for _ in range(4 * size):
             try:
                 task = rng.choices(names, weights)[0]
-                sample = TASK_BUILDERS[task](scene, rng, lexicon)
+                samples.append(TASK_BUILDERS[task](scene, rng, lexicon))
             except _NothingToAsk:
                 continue
-            if split == "train" and names_held_out(sample, config):
-                continue
-            samples.append(sample)
             if len(samples) == size:
                 targets = {
                     "objects": [obj.to_json() for obj in scene.objects],
