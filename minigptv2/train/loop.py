@@ -194,7 +194,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 _checkpoint(world, out, step + 1, model, optimizer)
         _checkpoint(world, out, config.steps, model, optimizer)
         check_in_sync(world, model)
-        return _export(world, out, model, tokenizer, config)
+        target = _export(world, out, model, tokenizer, config)
     except KeyboardInterrupt:
         _say(world, f"interrupted at step {step}; saving a checkpoint to resume from")
         _checkpoint(world, out, step, model, optimizer)
@@ -204,7 +204,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
         if log_file:
             log_file.close()
             _plot(world, out)
-        close_world(world)
+    # Only a run that every rank finished leaves the group (a failed rank's peers would wait in
+    # its barrier; torchrun ends them instead).
+    close_world(world)
+    return target
 
 
 def _check_vision_file(eva: str | None) -> None:
