@@ -354,8 +354,8 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {
     "shapes-ko": ShippedModel(
         ASSETS / "shapes-ko",
         "English + Korean Shapes model",
-        "it is not installed yet: train it with `scripts/train_shapes.sh shapes-ko` (about 90"
-        " minutes on 2 CPU cores) and copy runs/shapes-ko/stage4/model to"
+        "it is not installed yet: train it with `scripts/train_shapes.sh shapes-ko` (about 2"
+        " hours on 2 CPU cores) and copy runs/shapes-ko/stage4/model to"
         f" {ASSETS / 'shapes-ko'}, or pass that folder itself",
     ),
 }
