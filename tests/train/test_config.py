@@ -1,3 +1,6 @@
+import itertools
+from pathlib import Path
+
 import pytest
 
 from minigptv2.errors import ConfigError
@@ -31,3 +34,19 @@ def test_new_training_keys_load_from_yaml_with_overrides(tmp_path):
 def test_invalid_values_are_named(changes, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**changes)
+
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_shipped_config_loads(path):
+    load_train_config(path)  # unknown keys and invalid values raise ConfigError
+
+
+@pytest.mark.parametrize("folder", sorted({path.parent for path in CONFIGS}), ids=lambda p: p.name)
+def test_each_numbered_stage_starts_from_the_previous_stages_export(folder):
+    stages = sorted(folder.glob("stage*.yaml"), key=lambda path: int(path.stem[len("stage") :]))
+    configs = [load_train_config(path) for path in stages]
+    for previous, stage in itertools.pairwise(configs):
+        assert stage.init_from == f"{previous.out_dir}/model"
