@@ -37,8 +37,8 @@ def init_world() -> World:
 
 
 def close_world(world: World) -> None:
-    """Leave the group together: a rank that tore its gloo connections down while rank 0 was
-    still drawing curves.png left rank 0 hung at exit (CI, once: 600 s after its last line)."""
+    """Leave the group together. Likely cause of a CI run that hung 600 s after rank 0's last
+    line: rank 1 tore its gloo connections down while rank 0 was still drawing curves.png."""
     if world.size > 1 and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
