@@ -86,6 +86,15 @@ class MiniGPTv2(nn.Module):
                 parameter.requires_grad_(getattr(trainable, component))
         self.train(self.training)
 
+    def set_image_size(self, image_size: int) -> None:
+        """Take ``image_size`` px images (the ViT's position table is resampled: EvaViT).
+
+        More pixels give more image tokens, so an object spans more of them; the language model
+        has to learn the new layout, so this starts a training stage (configs/shapes/stage4.yaml).
+        """
+        self.vision.set_image_size(image_size)
+        self.config = self.config.replace(vision=self.vision.config)
+
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by component: vision (with its norm), projector, language_model, lora."""
         groups: dict[str, list[nn.Parameter]] = {name: [] for name in COMPONENTS}

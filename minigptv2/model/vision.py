@@ -24,6 +24,7 @@ This module holds tensors only: reading checkpoints, fp16 casting and freezing l
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -182,6 +183,16 @@ class EvaViT(nn.Module):
         for layer, block in enumerate(self.blocks, start=1):
             block.attn.proj.weight.div_(math.sqrt(2.0 * layer))
             block.mlp.fc2.weight.div_(math.sqrt(2.0 * layer))
+
+    @torch.no_grad()
+    def set_image_size(self, image_size: int) -> None:
+        """Take ``image_size`` px images from now on: the position table is resampled to the new
+        grid (:func:`resample_pos_embed`), as MiniGPT-v2 runs EVA's 224-px ViT at 448 px. No
+        other weight depends on the size."""
+        config = replace(self.config, image_size=image_size)
+        table = resample_pos_embed(self.pos_embed.data, config.grid_size).contiguous()
+        self.pos_embed = nn.Parameter(table, requires_grad=self.pos_embed.requires_grad)
+        self.config = config
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Encode normalised pixels ``(B, 3, S, S)``, ``S = config.image_size``.

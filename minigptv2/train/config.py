@@ -96,6 +96,10 @@ class TrainConfig:
     eva: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     trainable: Trainable | None = None  # None keeps the model's own setting
+    # The ViT's input side in pixels; None keeps the model's. Another size resamples the ViT's
+    # position table (MiniGPT-v2 runs EVA's 224-px ViT at 448 px the same way) and changes the
+    # number of image tokens, whose new layout the language model then learns.
+    image_size: int | None = None
     steps: int = 1000
     batch_size: int = 32
     grad_accum: int = 1
@@ -154,6 +158,10 @@ class TrainConfig:
                 f"eva={self.eva!r} gives a new model its vision encoder and init_from="
                 f"{self.init_from!r} continues a saved one, whose encoder it already holds; set"
                 " only one"
+            )
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(
+                f"image_size must be a positive number of pixels, got {self.image_size}"
             )
         if self.eval_every is not None and self.eval_every < 1:
             raise ConfigError(

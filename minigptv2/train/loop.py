@@ -372,6 +372,8 @@ def _build_model(config: TrainConfig, out: Path, world: World) -> tuple[MiniGPTv
             from minigptv2.checkpoints.released import load_vision_encoder
 
             load_vision_encoder(model, config.eva)
+    if config.image_size is not None:
+        model.set_image_size(config.image_size)
     if config.trainable is not None:
         model.set_trainable(config.trainable)
     if config.gradient_checkpointing:
