@@ -34,7 +34,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +117,18 @@ def save_pretrained(
 
 
 def saved_keys(model: MiniGPTv2, *, full: bool) -> set[str]:
-    """State-dict keys a save holds: all, or those of the projector, LoRA, the vision norm and
-    the components ``model.trainable`` switches on (as ``MiniGPTv2.parameter_groups`` sorts them).
+    """State-dict keys a save holds: all, or those of the projector, LoRA, the vision norm, the
+    ViT's position table and the components ``model.trainable`` switches on (as
+    ``MiniGPTv2.parameter_groups`` sorts them).
     A tied alias (``lm_head.weight`` of tied embeddings) is never saved: its key is.
     """
     if full:
         return set(model.state_dict()) - set(tied_aliases(model))
     names = {id(parameter): name for name, parameter in model.named_parameters()}
     keys = {key for key in model.state_dict() if key.startswith("vision_norm.")}
+    # The ViT's position table follows the image size, which a stage may change
+    # (MiniGPTv2.set_image_size): a base holds it at the base's size.
+    keys.add("vision.pos_embed")
     for component, parameters in model.parameter_groups().items():
         if component in ALWAYS_SAVED or getattr(model.trainable, component):
             keys |= {names[id(parameter)] for parameter in parameters}
@@ -409,6 +413,8 @@ def _language_model_base(
 def _check_base_matches(saved: SavedFolder, base: MiniGPTv2Config, source: dict[str, Any]) -> None:
     """The base must have the sizes the trainable weights were trained on."""
     ours = saved.config
+    # The image size may differ: the folder holds the position table at its own size.
+    base = base.replace(vision=replace(base.vision, image_size=ours.vision.image_size))
     differences = [
         f"{name}: saved with {getattr(ours, name)}, base has {getattr(base, name)}"
         for name in ("vision", "language")

@@ -10,7 +10,7 @@ those positions of the embedding sequence before the language model runs.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -92,8 +92,10 @@ class MiniGPTv2(nn.Module):
         More pixels give more image tokens, so an object spans more of them; the language model
         has to learn the new layout, so this starts a training stage (configs/shapes/stage4.yaml).
         """
+        # The whole config first: a size whose patches do not merge evenly fails here, unchanged.
+        config = self.config.replace(vision=replace(self.config.vision, image_size=image_size))
         self.vision.set_image_size(image_size)
-        self.config = self.config.replace(vision=self.vision.config)
+        self.config = config
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by component: vision (with its norm), projector, language_model, lora."""

@@ -31,9 +31,10 @@ def test_trainable_only_round_trip(loaded, tmp_path):
     model, tokenizer = loaded
     folder = save_pretrained(model, tokenizer, tmp_path / "run")
     saved = load_file(folder / "model.safetensors")
-    # projector + LoRA + vision_norm only, with the base files on record.
-    assert all(k.startswith(("projector.", "vision_norm.")) or "lora_" in k for k in saved)
-    assert len(saved) == 2 + 2 + 4 * TINY.layers
+    # projector + LoRA + vision_norm + the ViT's position table, with the base files on record.
+    overlay = ("projector.", "vision_norm.", "vision.pos_embed")
+    assert all(k.startswith(overlay) or "lora_" in k for k in saved)
+    assert len(saved) == 2 + 2 + 1 + 4 * TINY.layers
     meta = json.loads((folder / "config.json").read_text())
     assert meta["checkpoint_format"]["contents"] == "trainable"
     assert meta["checkpoint_format"]["base"]["kind"] == "released"

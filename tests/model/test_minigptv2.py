@@ -149,3 +149,22 @@ def test_bf16_keeps_trainable_parts_in_fp32(tiny_config):
     assert all(p.dtype == torch.float32 for p in groups["projector"] + groups["lora"])
     assert all(p.dtype == torch.bfloat16 for p in groups["language_model"])
     assert model.vision.patch_embed.proj.weight.dtype == torch.bfloat16
+
+
+def test_set_image_size_gives_more_image_tokens_and_keeps_what_trains(tiny_config):
+    model = MiniGPTv2(tiny_config)  # 112 px: 8x8 patches -> 16 image tokens
+    frozen = [p.requires_grad for p in model.vision.parameters()]
+    model.set_image_size(168)
+    assert model.config.vision.image_size == 168 and model.config.num_image_tokens == 36
+    assert [p.requires_grad for p in model.vision.parameters()] == frozen
+    with torch.no_grad():
+        tokens = model.encode_images(torch.zeros(2, 3, 168, 168))
+    assert tokens.shape == (2, 36, tiny_config.language.hidden_size)
+
+
+def test_set_image_size_whose_patches_do_not_merge_evenly_changes_nothing(tiny_config):
+    model = MiniGPTv2(tiny_config)
+    with pytest.raises(ValueError, match=r"81 patches cannot be merged 4 at a time"):
+        model.set_image_size(126)  # 9x9 patches
+    assert model.config == tiny_config and model.vision.config.image_size == 112
+    assert model.vision.pos_embed.shape[1] == 1 + 64

@@ -371,3 +371,25 @@ def test_resample_rejects_bad_input():
         resample_pos_embed(torch.zeros(257, 4), 4)
     with pytest.raises(ValueError, match="grid_size must be a positive integer, got 0"):
         resample_pos_embed(torch.zeros(1, 5, 4), 0)
+
+
+def test_set_image_size_resamples_only_the_position_table():
+    model = randomise(EvaViT(TINY))
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    model.set_image_size(84)  # 4x4 -> 6x6 patches
+    assert model.config.image_size == 84 and model.config.grid_size == 6
+    state = model.state_dict()
+    assert torch.equal(state["pos_embed"], resample_pos_embed(before["pos_embed"], 6))
+    assert all(
+        torch.equal(state[key], value) for key, value in before.items() if key != "pos_embed"
+    )
+    assert model(torch.randn(1, 3, 84, 84)).shape == (1, 1 + 36, TINY.width)
+    with pytest.raises(ValueError, match=r"expected 84x84 pixels, got 56x56"):
+        model(torch.randn(1, 3, 56, 56))
+
+
+def test_set_image_size_off_the_patch_grid_fails_and_changes_nothing():
+    model = EvaViT(TINY)
+    with pytest.raises(ConfigError, match=r"image_size=90 is not divisible by patch_size=14"):
+        model.set_image_size(90)
+    assert model.config == TINY and model.pos_embed.shape == (1, 1 + 16, TINY.width)

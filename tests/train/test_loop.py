@@ -7,7 +7,8 @@ from PIL import Image
 
 from minigptv2.checkpoints import load_pretrained
 from minigptv2.cli import main
-from minigptv2.config import SHIPPED_MODEL
+from minigptv2.config import SHIPPED_MODEL, Trainable
+from minigptv2.model.vision import resample_pos_embed
 from minigptv2.tasks import TASKS
 from minigptv2.train import loop
 from minigptv2.train.checkpoint import list_checkpoints
@@ -139,6 +140,22 @@ def test_a_stage_continues_from_the_previous_stage_export(tmp_path):
     assert after.config == before.config
     moved = after.projector.linear.weight - before.projector.linear.weight
     assert moved.abs().max() > 0
+
+
+def test_a_stage_can_continue_at_a_larger_image_size(tmp_path):
+    first = loop.train(tiny_run(tmp_path / "one", steps=1))
+    before, _ = load_pretrained(first)
+    frozen_vision = Trainable(vision=False, projector=True, lora=True, language_model=False)
+    changes = dict(steps=2, init_from=str(first), image_size=168, trainable=frozen_vision)
+    second = loop.train(tiny_run(tmp_path / "two", **changes))
+    after, _ = load_pretrained(second)
+    # 112 -> 168 px: 16 -> 36 image tokens; the frozen ViT differs only by its resampled table.
+    assert after.config.vision.image_size == 168 and after.config.num_image_tokens == 36
+    table = resample_pos_embed(before.vision.pos_embed.detach(), 12)
+    assert torch.equal(after.vision.pos_embed.detach(), table)
+    # The export is a model folder like any other: the next stage continues at 168 px.
+    third = loop.train(tiny_run(tmp_path / "three", steps=1, init_from=str(second)))
+    assert load_pretrained(third)[0].config.vision.image_size == 168
 
 
 def test_gradient_checkpointing_trains_exactly_like_plain_backward(tmp_path, monkeypatch):
