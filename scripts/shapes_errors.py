@@ -1,7 +1,7 @@
 """Where a Shapes model goes wrong, from the predictions of ``minigptv2 eval --out DIR``.
 
     minigptv2 eval --split val --out DIR
-    python scripts/shapes_errors.py DIR [--json]
+    python scripts/shapes_errors.py DIR [--json] [--image-size PX]
 
 Four breakdowns:
 
@@ -15,7 +15,10 @@ Four breakdowns:
 - **identify** wrong answers: wrong colour, wrong shape or both, for training and held-out pairs.
 - **refer by image token**: accuracy when the target shares one of the language model's image
   tokens with another object, and when it has its own. A token is 4 consecutive patches merged
-  (MiniGPT-v2's merge), so at 112 px it is a strip of 4 x 1 patches, half the image wide.
+  (MiniGPT-v2's merge), so at 112 px it is a strip of 4 x 1 patches, half the image wide, and at
+  168 px (the shipped model) a third. ``--image-size`` sets the grid the tokens are counted on:
+  the evaluated model's input size (by default the shipped model's); counting a 168-px model's
+  answers on the 112-px grid compares it with a 112-px model on the same questions.
 
 Boxes in predictions are on the 0-100 grid and objects in pixels; objects are put on the grid by
 the map that takes the target's own box to its expected answer (IoU does not change under it).
@@ -32,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from minigptv2.boxes import iou
-from minigptv2.config import get_preset
+from minigptv2.config import SHIPPED_MODEL, get_preset, resolve_model
 from minigptv2.data.shapes_languages import LEXICONS
 
 Row = dict[str, Any]
@@ -153,9 +156,9 @@ def token_cells(grid_box: tuple[float, ...], patches: int, merged: int) -> set[t
     }
 
 
-def refer_by_token(rows: Iterable[Row], preset: str = "shapes") -> Rates:
-    config = get_preset(preset)
-    patches = config.vision.image_size // config.vision.patch_size
+def refer_by_token(rows: Iterable[Row], image_size: int) -> Rates:
+    config = get_preset("shapes")
+    patches = image_size // config.vision.patch_size
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for row in rows:
         cells = [token_cells(box, patches, config.tokens_merged) for box in objects_on_grid(row)]
@@ -183,7 +186,12 @@ def identify_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
 
 
-def breakdown(rows: list[Row]) -> dict[str, Any]:
+def shipped_image_size() -> int:
+    config = json.loads((resolve_model(SHIPPED_MODEL) / "config.json").read_text())
+    return config["vision"]["image_size"]
+
+
+def breakdown(rows: list[Row], image_size: int) -> dict[str, Any]:
     by_task: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
         by_task[row["task"]].append(row)
@@ -191,7 +199,7 @@ def breakdown(rows: list[Row]) -> dict[str, Any]:
         "vqa_by_kind": vqa_by_kind(by_task["vqa"]),
         "refer": refer_errors(by_task["refer"]),
         "identify": identify_errors(by_task["identify"]),
-        "refer_by_token": refer_by_token(by_task["refer"]),
+        "refer_by_token": refer_by_token(by_task["refer"], image_size),
     }
 
 
@@ -212,8 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the --out folder of a Shapes eval")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="the model's input size in pixels, for the image-token breakdown (default: the"
+        " shipped model's)",
+    )
     args = parser.parse_args(argv)
-    result = breakdown(read_predictions(args.folder))
+    size = args.image_size or shipped_image_size()
+    result = breakdown(read_predictions(args.folder), size)
     if args.json:
         print(json.dumps(result))
     else:

@@ -78,6 +78,13 @@ def test_refer_split_by_whether_the_target_shares_a_token(errors):
     together = refer("{<60><40><90><90>}")
     together["expected"] = dict(together["expected"], objects=[
         OBJECTS[0], {"shape": "circle", "color": "red", "box": [40, 10, 70, 40]}])  # fmt: skip
-    result = errors.refer_by_token([apart, together])
+    result = errors.refer_by_token([apart, together], 112)
     assert result["has its own tokens"] == {"right": 1, "asked": 1, "accuracy": 1.0}
     assert result["shares a token with another object"]["asked"] == 1
+    # A neighbour at grid x 35-45 meets the target (x 10-30) in the left half-width token at
+    # 112 px, but not at 168 px, where a token is a third of the width.
+    near = refer("{<60><40><90><90>}")
+    near["expected"] = dict(near["expected"], objects=[
+        OBJECTS[0], {"shape": "circle", "color": "red", "box": [70, 10, 90, 40]}])  # fmt: skip
+    assert list(errors.refer_by_token([near], 112)) == ["shares a token with another object"]
+    assert list(errors.refer_by_token([near], 168)) == ["has its own tokens"]
