@@ -292,8 +292,9 @@ PRESETS: dict[str, MiniGPTv2Config] = {
         max_txt_len=256,
     ),
     # The shipped Shapes model, trained from scratch on 2 CPU cores (configs/shapes/*.yaml):
-    # 112 px -> 8x8 patches -> 16 image tokens; everything trains, so no LoRA. The vocabulary
-    # size is replaced by that of the tokenizer trained for it.
+    # 112 px -> 8x8 patches -> 16 image tokens (stage 4 runs it at 168 px -> 36, as shipped);
+    # everything trains, so no LoRA. The vocabulary size is replaced by that of the tokenizer
+    # trained for it.
     "shapes": MiniGPTv2Config(
         vision=VisionConfig(
             image_size=112,

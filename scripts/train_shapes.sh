@@ -8,7 +8,7 @@
 #                                        so that Hangul syllables get pieces of their own
 #                                        -> runs/shapes-ko/stage4/model (the shipped shapes-ko
 #                                        predates stage 0: configs of commit 61fa9dd)
-# About 115 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them). Re-running continues a
+# About 105-120 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them, stage 4 23). Re-running continues a
 # killed stage (--resume) and skips finished ones; further arguments are overrides passed to
 # stages 1-4.
 set -euo pipefail
