@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from minigptv2.boxes import iou
+from minigptv2.checkpoints.pretrained import read_config
 from minigptv2.config import SHIPPED_MODEL, get_preset, resolve_model
 from minigptv2.data.shapes_languages import LEXICONS
 
@@ -186,11 +187,6 @@ def identify_errors(rows: Iterable[Row]) -> dict[str, dict[str, int]]:
     return {kind: dict(sorted(counts.items())) for kind, counts in sorted(table.items())}
 
 
-def shipped_image_size() -> int:
-    config = json.loads((resolve_model(SHIPPED_MODEL) / "config.json").read_text())
-    return config["vision"]["image_size"]
-
-
 def breakdown(rows: list[Row], image_size: int) -> dict[str, Any]:
     by_task: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
@@ -228,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         " shipped model's)",
     )
     args = parser.parse_args(argv)
-    size = args.image_size or shipped_image_size()
+    size = args.image_size or read_config(resolve_model(SHIPPED_MODEL)).vision.image_size
     result = breakdown(read_predictions(args.folder), size)
     if args.json:
         print(json.dumps(result))

@@ -8,9 +8,9 @@
 #                                        so that Hangul syllables get pieces of their own
 #                                        -> runs/shapes-ko/stage4/model (the shipped shapes-ko
 #                                        predates stage 0: configs of commit 61fa9dd)
-# About 105-120 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them, stage 4 23). Re-running continues a
-# killed stage (--resume) and skips finished ones; further arguments are overrides passed to
-# stages 1-4.
+# About 105-120 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them, stage 4 23).
+# Re-running continues a killed stage (--resume) and skips finished ones; further arguments are
+# overrides passed to stages 1-4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=shapes
