@@ -1,10 +1,12 @@
 """Training throughput of the Shapes recipe: supervised answer tokens per second of each stage.
 
-Each stage config (``configs/shapes/stage{1,2,3}.yaml``) runs its own data mixture, collator
-(pieces, packing) and the training loop's own optimisation step on the ``shapes`` model size
-from random weights, for a few steps. The time of a step includes collating its batch, because
-the recipe collates in the training process (``data.num_workers: 0``). An answer token is a
-position the loss supervises; that is what a step learns from, whatever the padding or packing.
+Each stage config a checkout has (``configs/shapes/stage{1,2,3,4}.yaml``) runs its own data
+mixture, collator (pieces, packing), image size and the training loop's own optimisation step on
+the ``shapes`` model size from random weights, for a few steps. The time of a step includes
+collating its batch, because the recipe collates in the training process (``data.num_workers:
+0``). An answer token is a position the loss supervises; that is what a step learns from, whatever
+the padding or packing. The recipe's rate weighs each stage by its configured steps: it is the
+answer tokens of the whole recipe over its time.
 
     python benchmarks/recipe.py                        # this checkout, a table
     python benchmarks/recipe.py --against ../old --json  # an older checkout too, in one run
@@ -28,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STAGES = (1, 2, 3)
+STAGES = (1, 2, 3, 4)  # a checkout without a stage's config skips it
 
 
 def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
@@ -57,9 +59,12 @@ def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
     trainable = getattr(config, "trainable", None)  # what the stage trains (a frozen ViT: none)
     if trainable is not None:
         model.set_trainable(trainable)
+    image_size = getattr(config, "image_size", None)  # stage 4 reads 36 image tokens, not 16
+    if image_size is not None:
+        model.set_image_size(image_size)
     optimizer = build_optimizer(model, config.optim)
     mixture = build_mixture(config.data, "train", config.seed)
-    collate = Collator(Processor(tokenizer, model_config), pieces=config.pieces)
+    collate = Collator(Processor(tokenizer, model.config), pieces=config.pieces)
 
     def keys(step: int) -> list[Any]:
         first = step * config.batch_size
@@ -76,6 +81,7 @@ def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
             seconds += time.perf_counter() - began
             tokens += answers
     return {
+        "steps": config.steps,
         "answer_tokens_per_step": round(tokens / steps, 1),
         "step_s": round(seconds / steps, 4),
         "train_answer_tokens_per_s": round(tokens / seconds, 1),
@@ -84,9 +90,14 @@ def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
 
 def measure(root: Path, steps: int) -> dict[str, Any]:
     """Every stage of the recipe at ``root``, and the recipe's tokens/s over all of them."""
-    stages = {f"stage{stage}": measure_stage(root, stage, steps) for stage in STAGES}
-    tokens = sum(s["answer_tokens_per_step"] for s in stages.values())
-    seconds = sum(s["step_s"] for s in stages.values())
+    stages = {
+        f"stage{stage}": measure_stage(root, stage, steps)
+        for stage in STAGES
+        if (root / f"configs/shapes/stage{stage}.yaml").is_file()
+    }
+    # Weighed by each stage's configured steps (not a per-stage average): the recipe's own rate.
+    tokens = sum(s["steps"] * s["answer_tokens_per_step"] for s in stages.values())
+    seconds = sum(s["steps"] * s["step_s"] for s in stages.values())
     return {"stages": stages, "train_answer_tokens_per_s": round(tokens / seconds, 1)}
 
 
@@ -133,8 +144,11 @@ def _table(result: dict[str, Any]) -> str:
     old, new = result["old"], result["new"]
     rows = ["| stage | old tokens/s | new tokens/s | new / old |", "|---|---|---|---|"]
     for name in new["stages"]:
-        a = old["stages"][name]["train_answer_tokens_per_s"]
         b = new["stages"][name]["train_answer_tokens_per_s"]
+        if name not in old["stages"]:  # a stage the old recipe did not have
+            rows.append(f"| {name} | - | {b} | - |")
+            continue
+        a = old["stages"][name]["train_answer_tokens_per_s"]
         rows.append(f"| {name} | {a} | {b} | {b / a:.2f} |")
     rows.append(
         f"| recipe | {old['train_answer_tokens_per_s']} | {new['train_answer_tokens_per_s']} | "
