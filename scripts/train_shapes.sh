@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a Shapes model: stage 0 (the ViT alone), then stages 1-4 in order, each from the previous
-# one's export (stage 4 is stage 3 continued at a lower learning rate). The shipped English
+# one's export (stage 4 is stage 3 continued with the ViT at 168 px). The shipped English
 # weights are this script's stage-4 export, saved whole (README, "What the shipped model can do").
 #   scripts/train_shapes.sh              the English model   -> runs/shapes/stage4/model
 #   scripts/train_shapes.sh shapes-ko    the English + Korean model (issue 17), same recipe, each
@@ -8,7 +8,7 @@
 #                                        so that Hangul syllables get pieces of their own
 #                                        -> runs/shapes-ko/stage4/model (the shipped shapes-ko
 #                                        predates stage 0: configs of commit 61fa9dd)
-# About 105-120 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them, stage 4 23).
+# About 100-120 minutes on 2 CPU cores (measured; stage 0 is 30-40 of them, stage 4 18-23).
 # Re-running continues a killed stage (--resume) and skips finished ones; further arguments are
 # overrides passed to stages 1-4.
 set -euo pipefail

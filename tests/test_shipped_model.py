@@ -34,15 +34,15 @@ def test_it_answers_a_refer_question_with_a_box_inside_the_image(shipped):
     assert 0 <= x1 < x2 <= 112 and 0 <= y1 < y2 <= 112
 
 
-# Measured on 20 items per task of each split (per_task=20): test refer 0.80, vqa 0.50, identify
-# 0.80, detection F1 0.76, grounding recall 0.867; test-wide (non-square scenes) 0.80, 0.55, 0.95,
-# 0.821, 0.932. The floors sit 0.1-0.4 below, so only a real regression (e.g. a tokenizer change,
+# Measured on 20 items per task of each split (per_task=20): test refer 0.80, vqa 0.45, identify
+# 0.80, detection F1 0.68, grounding recall 0.867; test-wide (non-square scenes) 0.75, 0.55, 0.95,
+# 0.795, 0.915. The floors sit 0.1-0.4 below, so only a real regression (e.g. a tokenizer change,
 # or squashing non-square images differently) trips them; a model that ignores the image scores 0
 # on refer and near 0 on the boxes.
 FLOORS = {
     "test": {
         "refer_acc50": 0.6,
-        "vqa_acc": 0.4,
+        "vqa_acc": 0.3,  # 0.45 measured: 20 one-word answers, so keep 3 of room for flips
         "identify_acc": 0.7,
         "detection_f1": 0.5,
         "grounding_recall50": 0.7,
@@ -88,7 +88,7 @@ def test_it_reads_colours_from_the_image_not_the_question(shipped):
     assert accuracy(images) > accuracy(images[1:] + images[:1]) + 0.1
 
 
-# Measured on these 20 questions (4 test scenes x 5 tasks, 24 greedy tokens): int8 answers 16/20
+# Measured on these 20 questions (4 test scenes x 5 tasks, 24 greedy tokens): int8 answers 17/20
 # as fp32 does, int4 12/20; all but one of the others are a box bin or two apart
 # ({<13><72><33><92>} -> {<12><72><33><92>}). Those near-ties flip with the kernels' summation
 # order, which differs between AVX2 and AVX-512 CPUs, so the floors keep 3-5 answers of room; a
