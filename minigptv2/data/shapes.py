@@ -80,6 +80,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "blue": (40, 90, 230),
     "yellow": (245, 210, 30),
 }
+PAIRS: tuple[tuple[str, str], ...] = tuple((c, s) for c in PALETTE for s in SHAPES)
 # Caption counts in English (every lexicon has words up to the same count): "two blue squares".
 NUMBER_WORDS: tuple[str, ...] = ENGLISH.numbers
 # Position words pick the extreme object along an axis: (axis, sign), axis 0 = x, 1 = y.
@@ -974,10 +975,9 @@ def _nameable_pairs(scene: Scene) -> list[tuple[str, str]]:
     held-out object that val and test show it (existence on them: 3 of 14 right, session 13).
     Such scenes leave the held-out pairs out; scenes that show one (val, test) name any pair, so
     their questions are unchanged."""
-    pairs = [(color, shape) for color in PALETTE for shape in SHAPES]
     if any((obj.color, obj.shape) in HELD_OUT for obj in scene.objects):
-        return pairs
-    return [pair for pair in pairs if pair not in HELD_OUT]
+        return list(PAIRS)
+    return [pair for pair in PAIRS if pair not in HELD_OUT]
 
 
 def _count(lexicon: Lexicon, kind: str, count: int, named: list[str | None], **words: str):
@@ -1261,16 +1261,15 @@ def build_conversation(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGL
 def build_language(scene: Scene, rng: random.Random, lexicon: Lexicon = ENGLISH) -> Sample:
     """A text-only request (no image; ``scene`` is unused) over all colour-shape pairs: a list
     like ``a blue triangle and two red squares``, or a question that parses one phrase."""
-    pairs = [(color, shape) for color in PALETTE for shape in SHAPES]
     if rng.random() < 0.5:
-        chosen = rng.sample(pairs, rng.randint(1, 4))
+        chosen = rng.sample(PAIRS, rng.randint(1, 4))
         counts = [rng.choice((1, 1, 2, 3)) for _ in chosen]
         phrases = [
             lexicon.counted(lexicon.name(c, s), n) for (c, s), n in zip(chosen, counts, strict=True)
         ]
         turn = Turn(rng.choice(lexicon.language_lists), join_phrases(phrases, lexicon))
     else:
-        color, shape = rng.choice(pairs)
+        color, shape = rng.choice(PAIRS)
         question, asked = rng.choice(lexicon.language_questions)
         name = lexicon.name(color, shape)
         answer = {
