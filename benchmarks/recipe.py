@@ -33,6 +33,10 @@ from typing import Any
 STAGES = (1, 2, 3, 4)  # a checkout without a stage's config skips it
 
 
+def stage_config(root: Path, stage: int) -> Path:
+    return root / f"configs/shapes/stage{stage}.yaml"
+
+
 def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
     """Answer tokens/s of ``steps`` optimisation steps (after one warm-up) of one stage."""
     import torch
@@ -48,7 +52,7 @@ def measure_stage(root: Path, stage: int, steps: int) -> dict[str, float]:
     from minigptv2.train.distributed import World
     from minigptv2.train.optim import build_optimizer
 
-    config = load_train_config(root / f"configs/shapes/stage{stage}.yaml", ["grad_accum=1"])
+    config = load_train_config(stage_config(root, stage), ["grad_accum=1"])
     tokenizer = Tokenizer(str(root / "minigptv2/assets/shapes/tokenizer.model"))
     preset = get_preset("shapes")
     model_config = preset.replace(
@@ -93,7 +97,7 @@ def measure(root: Path, steps: int) -> dict[str, Any]:
     stages = {
         f"stage{stage}": measure_stage(root, stage, steps)
         for stage in STAGES
-        if (root / f"configs/shapes/stage{stage}.yaml").is_file()
+        if stage_config(root, stage).is_file()
     }
     # Weighed by each stage's configured steps (not a per-stage average): the recipe's own rate.
     tokens = sum(s["steps"] * s["answer_tokens_per_step"] for s in stages.values())
